@@ -1,0 +1,49 @@
+//! The `ferroftp` binary: parses flags, starts logging, and runs a
+//! subcommand. All the work lives in the library crates.
+
+mod serve;
+mod user;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// ferroftp: an FTP server and toolkit.
+#[derive(Debug, Parser)]
+#[command(name = "ferroftp", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Debug, Subcommand)]
+enum Commands {
+    /// Run the FTP server (default: anonymous, read-only, the current
+    /// directory, on 127.0.0.1:2121).
+    Serve(serve::ServeArgs),
+    /// Manage the users file (argon2id password hashes).
+    #[command(subcommand)]
+    User(user::UserCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FERROFTP_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Commands::Serve(args) => serve::run(args),
+        Commands::User(cmd) => user::run(cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("ferroftp: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! `ferroftp serve`: flags over the config file, then the server.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+use ferroftp_server::{Config, FileConfig, Server};
+
+/// Flags of `ferroftp serve`; each overrides the config file's key of the
+/// same name.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML config file.
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// Address to listen on, IP:PORT [default: 127.0.0.1:2121].
+    #[arg(long)]
+    listen: Option<String>,
+    /// Anonymous root directory [default: the current directory].
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// Users file (see `ferroftp user add`).
+    #[arg(long)]
+    users: Option<PathBuf>,
+    /// Allow anonymous login [default].
+    #[arg(long, overrides_with = "no_anonymous")]
+    anonymous: bool,
+    /// Refuse anonymous login.
+    #[arg(long)]
+    no_anonymous: bool,
+    /// Let anonymous users upload, delete, rename and make directories.
+    #[arg(long)]
+    anonymous_write: bool,
+    /// Passive port range, A-B (open it in the firewall).
+    #[arg(long, value_name = "A-B")]
+    passive_ports: Option<String>,
+    /// Address or host name to announce in PASV replies (behind NAT).
+    #[arg(long, value_name = "HOST")]
+    public_address: Option<String>,
+    /// Idle timeout of control connections, seconds [default: 300].
+    #[arg(long, value_name = "SECS")]
+    idle_timeout: Option<u64>,
+}
+
+impl ServeArgs {
+    fn into_file_config(self) -> Result<FileConfig, String> {
+        let mut file = match &self.config {
+            Some(path) => FileConfig::load(path).map_err(|e| e.to_string())?,
+            None => FileConfig::default(),
+        };
+        macro_rules! over {
+            ($($field:ident),*) => { $( if self.$field.is_some() { file.$field = self.$field; } )* };
+        }
+        over!(listen, root, users, passive_ports, public_address, idle_timeout);
+        if self.no_anonymous {
+            file.anonymous = Some(false);
+        } else if self.anonymous {
+            file.anonymous = Some(true);
+        }
+        if self.anonymous_write {
+            file.anonymous_write = Some(true);
+        }
+        Ok(file)
+    }
+}
+
+/// Runs the server until Ctrl-C or SIGTERM.
+pub fn run(args: ServeArgs) -> Result<(), String> {
+    let config = Config::from_file(args.into_file_config()?).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start runtime: {e}"))?;
+    runtime.block_on(async move {
+        let root = config.anonymous.root.canonicalize().unwrap_or_else(|_| config.anonymous.root.clone());
+        let anonymous = match (config.anonymous.enabled, config.anonymous.write) {
+            (false, _) => "anonymous login off".to_string(),
+            (true, false) => format!("anonymous read-only, root {}", root.display()),
+            (true, true) => format!("anonymous read-write, root {}", root.display()),
+        };
+        let server = Server::bind(config).await.map_err(|e| e.to_string())?;
+        let addr = server.local_addr().map_err(|e| e.to_string())?;
+        println!("ferroftp {} listening on {addr} ({anonymous})", ferroftp_server::VERSION);
+        println!("try: ftp://{addr}/  or  nc {} {}", addr.ip(), addr.port());
+        let _ = std::io::stdout().flush();
+        server.run(shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,447 @@
+//! Parsing one control-connection line into a typed [`Command`].
+//!
+//! Everything a client sends is hostile until parsed here: verbs are
+//! matched case-insensitively, arguments are checked for type and range,
+//! and every failure is a [`ParseError`] that names the FTP reply it maps
+//! to. Nothing here panics or allocates beyond the (bounded) line.
+
+use std::fmt;
+use std::net::{SocketAddr, SocketAddrV4};
+
+use crate::hostport::{self, EpsvArg, HostPortError};
+use crate::reply::code;
+
+/// A password as sent with PASS; its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(pub String);
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+/// The representation type set by TYPE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferType {
+    /// TYPE A: ASCII, CRLF line ends on the wire, LF on disk.
+    Ascii,
+    /// TYPE I or L 8: bytes as they are.
+    Binary,
+}
+
+/// A SITE subcommand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SiteCommand {
+    /// SITE HELP.
+    Help,
+    /// SITE CHMOD mode path.
+    Chmod {
+        /// Permission bits, octal 0-7777.
+        mode: u32,
+        /// The path whose mode changes.
+        path: String,
+    },
+    /// SITE UMASK [mode]: show or set the session's umask.
+    Umask(Option<u32>),
+    /// SITE IDLE [seconds]: show or set the session's idle timeout.
+    Idle(Option<u64>),
+}
+
+/// One parsed FTP command (RFC 959 section 4.1, plus RFC 2428 EPRT/EPSV,
+/// RFC 2389 FEAT/OPTS and RFC 3659 SIZE/MDTM).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(missing_docs)] // each variant is the verb of the same name
+pub enum Command {
+    User(String),
+    Pass(Password),
+    Acct(String),
+    Cwd(String),
+    Cdup,
+    Smnt(String),
+    Rein,
+    Quit,
+    Port(SocketAddrV4),
+    Pasv,
+    Eprt(SocketAddr),
+    Epsv(EpsvArg),
+    Type(TransferType),
+    /// STRU F (the only structure supported).
+    Stru,
+    /// MODE S (the only mode supported).
+    Mode,
+    Retr(String),
+    Stor(String),
+    /// STOU; an argument, if given, is used as a name hint.
+    Stou(Option<String>),
+    Appe(String),
+    Allo(u64),
+    Rest(u64),
+    Rnfr(String),
+    Rnto(String),
+    Abor,
+    Dele(String),
+    Rmd(String),
+    Mkd(String),
+    Pwd,
+    List(Option<String>),
+    Nlst(Option<String>),
+    Site(SiteCommand),
+    Syst,
+    Stat(Option<String>),
+    Help(Option<String>),
+    Noop,
+    Feat,
+    Opts(String),
+    Size(String),
+    Mdtm(String),
+}
+
+/// Why a line is not a valid command. Each maps to one reply code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// An empty line or an unknown verb: 500.
+    #[error("Unknown command {0:?}.")]
+    Unknown(String),
+    /// A missing or malformed argument: 501.
+    #[error("{verb}: {reason}.")]
+    BadArgument {
+        /// The verb, upper case.
+        verb: &'static str,
+        /// What is wrong, in plain words.
+        reason: String,
+    },
+    /// A valid parameter this server does not implement: 504.
+    #[error("{verb}: {reason}.")]
+    UnsupportedParameter {
+        /// The verb, upper case.
+        verb: &'static str,
+        /// What is not supported.
+        reason: String,
+    },
+    /// EPRT/EPSV with a network protocol other than 1 or 2: 522.
+    #[error("Network protocol not supported, use (1,2).")]
+    ProtocolNotSupported,
+}
+
+impl ParseError {
+    /// The reply code this error is answered with.
+    pub fn reply_code(&self) -> u16 {
+        match self {
+            ParseError::Unknown(_) => code::SYNTAX_ERROR,
+            ParseError::BadArgument { .. } => code::SYNTAX_ERROR_ARGS,
+            ParseError::UnsupportedParameter { .. } => code::NOT_IMPLEMENTED_FOR_PARAMETER,
+            ParseError::ProtocolNotSupported => code::NETWORK_PROTOCOL_NOT_SUPPORTED,
+        }
+    }
+}
+
+/// Every verb the server understands and its syntax, for HELP.
+pub const COMMANDS: &[(&str, &str)] = &[
+    ("ABOR", "ABOR (abort the transfer in progress)"),
+    ("ACCT", "ACCT <sp> account-information"),
+    ("ALLO", "ALLO <sp> decimal-integer [<sp> R <sp> decimal-integer]"),
+    ("APPE", "APPE <sp> pathname"),
+    ("CDUP", "CDUP (change to the parent directory)"),
+    ("CWD", "CWD <sp> pathname"),
+    ("DELE", "DELE <sp> pathname"),
+    ("EPRT", "EPRT <sp> |proto|address|port|"),
+    ("EPSV", "EPSV [<sp> 1 | 2 | ALL]"),
+    ("FEAT", "FEAT (list the extensions supported)"),
+    ("HELP", "HELP [<sp> command]"),
+    ("LIST", "LIST [<sp> pathname]"),
+    ("MDTM", "MDTM <sp> pathname"),
+    ("MKD", "MKD <sp> pathname"),
+    ("MODE", "MODE <sp> S"),
+    ("NLST", "NLST [<sp> pathname]"),
+    ("NOOP", "NOOP"),
+    ("OPTS", "OPTS <sp> command [<sp> options]"),
+    ("PASS", "PASS <sp> password"),
+    ("PASV", "PASV (the server listens for the data connection)"),
+    ("PORT", "PORT <sp> h1,h2,h3,h4,p1,p2"),
+    ("PWD", "PWD (print the working directory)"),
+    ("QUIT", "QUIT (log out)"),
+    ("REIN", "REIN (reinitialize the session)"),
+    ("REST", "REST <sp> byte-offset"),
+    ("RETR", "RETR <sp> pathname"),
+    ("RMD", "RMD <sp> pathname"),
+    ("RNFR", "RNFR <sp> pathname"),
+    ("RNTO", "RNTO <sp> pathname"),
+    ("SITE", "SITE <sp> HELP | CHMOD <sp> mode <sp> path | UMASK [<sp> mode] | IDLE [<sp> seconds]"),
+    ("SIZE", "SIZE <sp> pathname"),
+    ("SMNT", "SMNT <sp> mount-name"),
+    ("STAT", "STAT [<sp> pathname]"),
+    ("STOR", "STOR <sp> pathname"),
+    ("STOU", "STOU (store under a unique name)"),
+    ("STRU", "STRU <sp> F"),
+    ("SYST", "SYST"),
+    ("TYPE", "TYPE <sp> A [N|T] | I | L 8"),
+    ("USER", "USER <sp> username"),
+    ("XCUP", "XCUP (same as CDUP)"),
+    ("XCWD", "XCWD <sp> pathname (same as CWD)"),
+    ("XMKD", "XMKD <sp> pathname (same as MKD)"),
+    ("XPWD", "XPWD (same as PWD)"),
+    ("XRMD", "XRMD <sp> pathname (same as RMD)"),
+];
+
+/// Looks up a verb's HELP syntax, case-insensitively.
+pub fn syntax_of(verb: &str) -> Option<&'static str> {
+    COMMANDS.iter().find(|(v, _)| v.eq_ignore_ascii_case(verb)).map(|(_, s)| *s)
+}
+
+impl Command {
+    /// Parses one line (without its line end).
+    ///
+    /// # Errors
+    /// A [`ParseError`] naming the reply for unknown verbs and bad
+    /// arguments.
+    pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
+        let (verb_bytes, arg_bytes) = match line.iter().position(|&b| b == b' ') {
+            Some(i) => (&line[..i], Some(&line[i + 1..])),
+            None => (line, None),
+        };
+        let verb_text = String::from_utf8_lossy(verb_bytes);
+        if verb_bytes.is_empty() || verb_bytes.len() > 8 || !verb_bytes.iter().all(u8::is_ascii_alphabetic) {
+            return Err(ParseError::Unknown(verb_text.chars().take(32).collect()));
+        }
+        let verb = verb_text.to_ascii_uppercase();
+        let arg: Option<String> = match arg_bytes {
+            None => None,
+            Some(bytes) => {
+                let text = String::from_utf8(bytes.to_vec()).map_err(|_| ParseError::BadArgument {
+                    verb: static_verb(&verb),
+                    reason: "argument is not valid UTF-8".into(),
+                })?;
+                if text.contains('\0') {
+                    return Err(ParseError::BadArgument {
+                        verb: static_verb(&verb),
+                        reason: "argument contains a NUL byte".into(),
+                    });
+                }
+                // A bare trailing space (`PASV `) counts as no argument.
+                if text.is_empty() {
+                    None
+                } else {
+                    Some(text)
+                }
+            }
+        };
+        parse_verb(&verb, arg)
+    }
+}
+
+/// The canonical `&'static str` for a known verb, for error messages.
+fn static_verb(verb: &str) -> &'static str {
+    COMMANDS.iter().find(|(v, _)| *v == verb).map(|(v, _)| *v).unwrap_or("command")
+}
+
+fn required(verb: &'static str, arg: Option<String>, what: &str) -> Result<String, ParseError> {
+    match arg {
+        Some(a) if !a.trim().is_empty() => Ok(a),
+        _ => Err(ParseError::BadArgument { verb, reason: format!("missing {what}") }),
+    }
+}
+
+fn bad(verb: &'static str, reason: impl Into<String>) -> ParseError {
+    ParseError::BadArgument { verb, reason: reason.into() }
+}
+
+fn unsupported(verb: &'static str, reason: impl Into<String>) -> ParseError {
+    ParseError::UnsupportedParameter { verb, reason: reason.into() }
+}
+
+fn parse_u64(verb: &'static str, arg: &str) -> Result<u64, ParseError> {
+    let arg = arg.trim();
+    if arg.is_empty() || !arg.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad(verb, format!("{arg:?} is not a non-negative decimal number")));
+    }
+    arg.parse().map_err(|_| bad(verb, "number too large"))
+}
+
+fn host_port_error(verb: &'static str, e: HostPortError) -> ParseError {
+    match e {
+        HostPortError::UnsupportedProtocol => ParseError::ProtocolNotSupported,
+        HostPortError::Malformed(why) => bad(verb, why),
+    }
+}
+
+fn parse_verb(verb: &str, arg: Option<String>) -> Result<Command, ParseError> {
+    use Command as C;
+    Ok(match verb {
+        "USER" => C::User(required("USER", arg, "user name")?),
+        "PASS" => C::Pass(Password(arg.unwrap_or_default())),
+        "ACCT" => C::Acct(required("ACCT", arg, "account")?),
+        "CWD" | "XCWD" => C::Cwd(required("CWD", arg, "directory")?),
+        "CDUP" | "XCUP" => C::Cdup,
+        "SMNT" => C::Smnt(required("SMNT", arg, "mount name")?),
+        "REIN" => C::Rein,
+        "QUIT" => C::Quit,
+        "PORT" => C::Port(
+            hostport::parse_port(&required("PORT", arg, "h1,h2,h3,h4,p1,p2")?)
+                .map_err(|e| host_port_error("PORT", e))?,
+        ),
+        "PASV" => C::Pasv,
+        "EPRT" => C::Eprt(
+            hostport::parse_eprt(&required("EPRT", arg, "|proto|address|port|")?)
+                .map_err(|e| host_port_error("EPRT", e))?,
+        ),
+        "EPSV" => C::Epsv(hostport::parse_epsv_arg(arg.as_deref()).map_err(|e| host_port_error("EPSV", e))?),
+        "TYPE" => C::Type(parse_type(&required("TYPE", arg, "type code")?)?),
+        "STRU" => match required("STRU", arg, "structure code")?.trim().to_ascii_uppercase().as_str() {
+            "F" => C::Stru,
+            "R" | "P" => return Err(unsupported("STRU", "only file structure (F) is supported")),
+            other => return Err(bad("STRU", format!("unknown structure {other:?}; use F"))),
+        },
+        "MODE" => match required("MODE", arg, "mode code")?.trim().to_ascii_uppercase().as_str() {
+            "S" => C::Mode,
+            "B" | "C" => return Err(unsupported("MODE", "only stream mode (S) is supported")),
+            other => return Err(bad("MODE", format!("unknown mode {other:?}; use S"))),
+        },
+        "RETR" => C::Retr(required("RETR", arg, "file name")?),
+        "STOR" => C::Stor(required("STOR", arg, "file name")?),
+        "STOU" => C::Stou(arg.filter(|a| !a.trim().is_empty())),
+        "APPE" => C::Appe(required("APPE", arg, "file name")?),
+        "ALLO" => {
+            let a = required("ALLO", arg, "size")?;
+            let mut words = a.split_whitespace();
+            let size = parse_u64("ALLO", words.next().unwrap_or(""))?;
+            match (words.next(), words.next(), words.next()) {
+                (None, _, _) => {}
+                (Some(r), Some(n), None) if r.eq_ignore_ascii_case("R") => {
+                    parse_u64("ALLO", n)?;
+                }
+                _ => return Err(bad("ALLO", "expected ALLO size [R record-size]")),
+            }
+            C::Allo(size)
+        }
+        "REST" => C::Rest(parse_u64("REST", &required("REST", arg, "byte offset")?)?),
+        "RNFR" => C::Rnfr(required("RNFR", arg, "file name")?),
+        "RNTO" => C::Rnto(required("RNTO", arg, "file name")?),
+        "ABOR" => C::Abor,
+        "DELE" => C::Dele(required("DELE", arg, "file name")?),
+        "RMD" | "XRMD" => C::Rmd(required("RMD", arg, "directory")?),
+        "MKD" | "XMKD" => C::Mkd(required("MKD", arg, "directory")?),
+        "PWD" | "XPWD" => C::Pwd,
+        "LIST" => C::List(arg),
+        "NLST" => C::Nlst(arg),
+        "SITE" => C::Site(parse_site(&required("SITE", arg, "site command")?)?),
+        "SYST" => C::Syst,
+        "STAT" => C::Stat(arg),
+        "HELP" => C::Help(arg.map(|a| a.trim().to_string()).filter(|a| !a.is_empty())),
+        "NOOP" => C::Noop,
+        "FEAT" => C::Feat,
+        "OPTS" => C::Opts(required("OPTS", arg, "option")?),
+        "SIZE" => C::Size(required("SIZE", arg, "file name")?),
+        "MDTM" => C::Mdtm(required("MDTM", arg, "file name")?),
+        other => return Err(ParseError::Unknown(other.chars().take(32).collect())),
+    })
+}
+
+fn parse_type(arg: &str) -> Result<TransferType, ParseError> {
+    let words: Vec<String> = arg.split_whitespace().map(str::to_ascii_uppercase).collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        ["A"] | ["A", "N"] | ["A", "T"] => Ok(TransferType::Ascii),
+        ["I"] | ["L", "8"] => Ok(TransferType::Binary),
+        ["A", "C"] => Err(unsupported("TYPE", "ASA carriage control is not supported")),
+        ["E"] | ["E", "N" | "T" | "C"] => Err(unsupported("TYPE", "EBCDIC is not supported; use A or I")),
+        ["L", n] if n.bytes().all(|b| b.is_ascii_digit()) && !n.is_empty() => {
+            Err(unsupported("TYPE", "only local byte size 8 is supported"))
+        }
+        _ => Err(bad("TYPE", format!("unknown type {arg:?}; use A or I"))),
+    }
+}
+
+fn parse_octal(verb: &'static str, s: &str) -> Result<u32, ParseError> {
+    if s.is_empty() || s.len() > 4 || !s.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return Err(bad(verb, format!("{s:?} is not an octal mode 0-7777")));
+    }
+    u32::from_str_radix(s, 8).map_err(|_| bad(verb, "bad octal mode"))
+}
+
+fn parse_site(arg: &str) -> Result<SiteCommand, ParseError> {
+    let arg = arg.trim_start();
+    let (sub, rest) = match arg.find(' ') {
+        Some(i) => (&arg[..i], Some(&arg[i + 1..])),
+        None => (arg, None),
+    };
+    let rest = rest.map(str::trim_start).filter(|r| !r.is_empty());
+    match sub.to_ascii_uppercase().as_str() {
+        "HELP" => Ok(SiteCommand::Help),
+        "CHMOD" => {
+            let rest = rest.ok_or_else(|| bad("SITE", "CHMOD needs a mode and a path"))?;
+            let (mode, path) = rest.split_once(' ').ok_or_else(|| bad("SITE", "CHMOD needs a mode and a path"))?;
+            if path.is_empty() {
+                return Err(bad("SITE", "CHMOD needs a path"));
+            }
+            Ok(SiteCommand::Chmod { mode: parse_octal("SITE", mode)?, path: path.to_string() })
+        }
+        "UMASK" => Ok(SiteCommand::Umask(rest.map(|r| parse_octal("SITE", r.trim())).transpose()?)),
+        "IDLE" => Ok(SiteCommand::Idle(rest.map(|r| parse_u64("SITE", r)).transpose()?)),
+        other => Err(ParseError::Unknown(format!("SITE {}", other.chars().take(32).collect::<String>()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<Command, ParseError> {
+        Command::parse(s.as_bytes())
+    }
+
+    #[test]
+    fn case_insensitive_verbs() {
+        assert_eq!(p("user ftp").unwrap(), Command::User("ftp".into()));
+        assert_eq!(p("NoOp").unwrap(), Command::Noop);
+        assert_eq!(p("xpwd").unwrap(), Command::Pwd);
+    }
+
+    #[test]
+    fn codes_for_errors() {
+        assert_eq!(p("FOO").unwrap_err().reply_code(), 500);
+        assert_eq!(p("").unwrap_err().reply_code(), 500);
+        assert_eq!(p("RETR").unwrap_err().reply_code(), 501);
+        assert_eq!(p("REST abc").unwrap_err().reply_code(), 501);
+        assert_eq!(p("TYPE E").unwrap_err().reply_code(), 504);
+        assert_eq!(p("TYPE Z").unwrap_err().reply_code(), 501);
+        assert_eq!(p("MODE B").unwrap_err().reply_code(), 504);
+        assert_eq!(p("MODE X").unwrap_err().reply_code(), 501);
+        assert_eq!(p("STRU R").unwrap_err().reply_code(), 504);
+        assert_eq!(p("EPRT |3|x|1|").unwrap_err().reply_code(), 522);
+        assert_eq!(p("PORT 1,2,3").unwrap_err().reply_code(), 501);
+        assert_eq!(p("SITE FROB").unwrap_err().reply_code(), 500);
+        assert_eq!(p("SITE CHMOD 999 x").unwrap_err().reply_code(), 501);
+    }
+
+    #[test]
+    fn types() {
+        assert_eq!(p("TYPE A N").unwrap(), Command::Type(TransferType::Ascii));
+        assert_eq!(p("type l 8").unwrap(), Command::Type(TransferType::Binary));
+        assert_eq!(p("TYPE I").unwrap(), Command::Type(TransferType::Binary));
+    }
+
+    #[test]
+    fn paths_keep_spaces_and_utf8() {
+        assert_eq!(p("RETR 测试 文件 .txt").unwrap(), Command::Retr("测试 文件 .txt".into()));
+        assert_eq!(Command::parse(b"RETR \xff").unwrap_err().reply_code(), 501);
+        assert_eq!(Command::parse(b"RETR a\0b").unwrap_err().reply_code(), 501);
+    }
+
+    #[test]
+    fn site_and_allo() {
+        assert_eq!(
+            p("SITE CHMOD 755 a b").unwrap(),
+            Command::Site(SiteCommand::Chmod { mode: 0o755, path: "a b".into() })
+        );
+        assert_eq!(p("site umask").unwrap(), Command::Site(SiteCommand::Umask(None)));
+        assert_eq!(p("ALLO 100 R 10").unwrap(), Command::Allo(100));
+        assert_eq!(p("ALLO x").unwrap_err().reply_code(), 501);
+    }
+
+    #[test]
+    fn password_debug_hidden() {
+        let c = p("PASS hunter2").unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,254 @@
+//! Server configuration: the TOML file as written ([`FileConfig`]) and the
+//! validated settings the server runs with ([`Config`]).
+//!
+//! Flags override file values before validation, so one set of checks
+//! covers both. Every validation error names the key at fault.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Where ferroftp listens when nothing says otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:2121";
+/// The seed's session timeout: idle control connections close after this.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 300;
+/// How long a data connection may take to be opened.
+pub const DEFAULT_DATA_TIMEOUT_SECS: u64 = 60;
+
+/// A config error, naming the key or file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML or has an unknown key.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, which names the key.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("config key `{key}`: {reason}")]
+    Invalid {
+        /// The key at fault.
+        key: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key, reason: reason.into() }
+}
+
+/// The config file as written. Every field is optional; unknown keys are
+/// errors, so a typo cannot silently leave a default in force.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Address to listen on, `IP:PORT`.
+    pub listen: Option<String>,
+    /// Anonymous users' root directory.
+    pub root: Option<PathBuf>,
+    /// Whether anonymous login (USER anonymous / ftp) is allowed.
+    pub anonymous: Option<bool>,
+    /// Whether anonymous users may upload, make directories, delete, rename.
+    pub anonymous_write: Option<bool>,
+    /// Mount names (from `[mounts]`) anonymous users may SMNT.
+    pub anonymous_mounts: Option<Vec<String>>,
+    /// The users file (TOML, argon2id hashes).
+    pub users: Option<PathBuf>,
+    /// Passive port range, `"A-B"`.
+    pub passive_ports: Option<String>,
+    /// Address or host name announced in 227 replies (for NAT).
+    pub public_address: Option<String>,
+    /// Accept passive data connections only from the control peer's IP.
+    pub passive_peer_check: Option<bool>,
+    /// Source port for active (PORT/EPRT) connections; 0 for any.
+    pub active_source_port: Option<u16>,
+    /// Idle control-connection timeout, seconds.
+    pub idle_timeout: Option<u64>,
+    /// Data-connection open timeout, seconds.
+    pub data_timeout: Option<u64>,
+    /// Named mounts for SMNT: name = directory.
+    pub mounts: Option<BTreeMap<String, PathBuf>>,
+}
+
+impl FileConfig {
+    /// Reads and parses a config file.
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] or [`ConfigError::Parse`] (naming the key).
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })
+    }
+}
+
+/// Anonymous access settings.
+#[derive(Debug, Clone)]
+pub struct AnonymousConfig {
+    /// Whether anonymous login is allowed.
+    pub enabled: bool,
+    /// The anonymous root.
+    pub root: PathBuf,
+    /// Whether anonymous users may change files.
+    pub write: bool,
+    /// Mounts anonymous users may SMNT.
+    pub mounts: Vec<String>,
+}
+
+/// Validated settings the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listening address.
+    pub listen: SocketAddr,
+    /// Anonymous access.
+    pub anonymous: AnonymousConfig,
+    /// Users file, if any.
+    pub users_file: Option<PathBuf>,
+    /// Passive ports; `None` lets the OS choose.
+    pub passive_ports: Option<RangeInclusive<u16>>,
+    /// Address announced in 227 (and checked to be IPv4 at bind time).
+    pub public_address: Option<String>,
+    /// Refuse passive data connections from other IPs than the control peer.
+    pub passive_peer_check: bool,
+    /// Source port for active connections (20 by RFC 959); 0 for any.
+    pub active_source_port: u16,
+    /// Idle timeout of the control connection.
+    pub idle_timeout: Duration,
+    /// Time allowed to open a data connection.
+    pub data_timeout: Duration,
+    /// Named mounts for SMNT.
+    pub mounts: BTreeMap<String, PathBuf>,
+}
+
+impl Config {
+    /// Validates a file config (with flags already applied).
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the first bad key.
+    pub fn from_file(file: FileConfig) -> Result<Config, ConfigError> {
+        let listen_text = file.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            invalid("listen", format!("{listen_text:?} is not IP:PORT (e.g. 127.0.0.1:2121 or [::1]:2121)"))
+        })?;
+        let root = file.root.unwrap_or_else(|| PathBuf::from("."));
+        let anonymous_enabled = file.anonymous.unwrap_or(true);
+        if anonymous_enabled && !root.is_dir() {
+            return Err(invalid("root", format!("{} is not a directory", root.display())));
+        }
+        let passive_ports = file.passive_ports.as_deref().map(parse_port_range).transpose()?;
+        let idle = file.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS);
+        if idle == 0 || idle > 86_400 {
+            return Err(invalid("idle_timeout", "must be 1-86400 seconds"));
+        }
+        let data = file.data_timeout.unwrap_or(DEFAULT_DATA_TIMEOUT_SECS);
+        if data == 0 || data > 3600 {
+            return Err(invalid("data_timeout", "must be 1-3600 seconds"));
+        }
+        let mounts = file.mounts.unwrap_or_default();
+        for (name, dir) in &mounts {
+            if name.is_empty() || name.contains(['/', ' ']) {
+                return Err(invalid("mounts", format!("mount name {name:?} must be a plain word")));
+            }
+            if !dir.is_dir() {
+                return Err(invalid("mounts", format!("mount {name:?}: {} is not a directory", dir.display())));
+            }
+        }
+        let anonymous_mounts = file.anonymous_mounts.unwrap_or_default();
+        if let Some(unknown) = anonymous_mounts.iter().find(|m| !mounts.contains_key(*m)) {
+            return Err(invalid("anonymous_mounts", format!("no mount named {unknown:?} in [mounts]")));
+        }
+        if let Some(users) = &file.users {
+            if !users.is_file() {
+                return Err(invalid("users", format!("{} is not a file", users.display())));
+            }
+        }
+        if let Some(addr) = &file.public_address {
+            if addr.trim().is_empty() {
+                return Err(invalid("public_address", "must not be empty"));
+            }
+        }
+        Ok(Config {
+            listen,
+            anonymous: AnonymousConfig {
+                enabled: anonymous_enabled,
+                root,
+                write: file.anonymous_write.unwrap_or(false),
+                mounts: anonymous_mounts,
+            },
+            users_file: file.users,
+            passive_ports,
+            public_address: file.public_address,
+            passive_peer_check: file.passive_peer_check.unwrap_or(true),
+            active_source_port: file.active_source_port.unwrap_or(20),
+            idle_timeout: Duration::from_secs(idle),
+            data_timeout: Duration::from_secs(data),
+            mounts,
+        })
+    }
+}
+
+/// Parses `"A-B"` into a port range, 1024 <= A <= B.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] for key `passive_ports`.
+pub fn parse_port_range(text: &str) -> Result<RangeInclusive<u16>, ConfigError> {
+    let bad = || invalid("passive_ports", format!("{text:?} is not a range A-B of ports 1024-65535"));
+    let (a, b) = text.trim().split_once('-').ok_or_else(bad)?;
+    let a: u16 = a.trim().parse().map_err(|_| bad())?;
+    let b: u16 = b.trim().parse().map_err(|_| bad())?;
+    if a < 1024 || a > b {
+        return Err(bad());
+    }
+    Ok(a..=b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_sensible() {
+        let c = Config::from_file(FileConfig::default()).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert!(c.anonymous.enabled && !c.anonymous.write);
+        assert_eq!(c.idle_timeout, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = toml::from_str::<FileConfig>("listn = \"x\"").unwrap_err().to_string();
+        assert!(e.contains("listn"), "{e}");
+        let cases = [
+            (FileConfig { listen: Some("nope".into()), ..Default::default() }, "listen"),
+            (FileConfig { passive_ports: Some("2000-1000".into()), ..Default::default() }, "passive_ports"),
+            (FileConfig { idle_timeout: Some(0), ..Default::default() }, "idle_timeout"),
+            (FileConfig { root: Some("/nonexistent/dir".into()), ..Default::default() }, "root"),
+        ];
+        for (file, key) in cases {
+            let e = Config::from_file(file).unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+        }
+    }
+
+    #[test]
+    fn port_ranges() {
+        assert_eq!(parse_port_range("50000-50100").unwrap(), 50000..=50100);
+        assert!(parse_port_range("80-90").is_err());
+        assert!(parse_port_range("5000").is_err());
+    }
+}

@@ -1,0 +1,161 @@
+//! Data connections: the passive listener (PASV/EPSV) and the active
+//! connect-back (PORT/EPRT), each opened within a timeout.
+//!
+//! A passive listener accepts one connection, and with the peer check on
+//! only from the control connection's IP: anyone else who finds the port
+//! is dropped and the listener keeps waiting. Active connections go out
+//! from port 20 (or the configured port) when the process may bind it, and
+//! from an ephemeral port otherwise.
+
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::time::{timeout_at, Instant};
+
+/// Why a data connection could not be opened (reply 425).
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// No transfer command was preceded by PORT, PASV, EPRT or EPSV.
+    #[error("Use PORT, PASV, EPRT or EPSV first")]
+    NotSetUp,
+    /// Nothing could be bound in the passive range.
+    #[error("no free passive port in {0}; widen passive_ports")]
+    NoPassivePort(String),
+    /// Binding a passive listener failed.
+    #[error("cannot listen for a data connection: {0}")]
+    Listen(std::io::Error),
+    /// The client did not connect to our passive port in time.
+    #[error("no data connection to passive port {port} within {secs} s (firewall or NAT on the way?)")]
+    AcceptTimeout {
+        /// The passive port.
+        port: u16,
+        /// The timeout.
+        secs: u64,
+    },
+    /// Accepting failed.
+    #[error("accepting the data connection failed: {0}")]
+    Accept(std::io::Error),
+    /// Connecting back to the client failed.
+    #[error("cannot connect to {target}: {source}")]
+    Connect {
+        /// Where we tried to connect.
+        target: SocketAddr,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// Connecting back to the client timed out.
+    #[error("connecting to {0} timed out (client firewall or NAT?)")]
+    ConnectTimeout(SocketAddr),
+}
+
+/// How the next data connection will be opened.
+#[derive(Debug)]
+pub enum DataSetup {
+    /// We listen; the client connects (PASV/EPSV).
+    Passive {
+        /// The bound listener.
+        listener: TcpListener,
+        /// Only connections from this IP are accepted, if set.
+        expected_peer: Option<IpAddr>,
+    },
+    /// We connect to the client (PORT/EPRT).
+    Active {
+        /// The client's address.
+        target: SocketAddr,
+        /// Our source address (the control connection's local IP).
+        local_ip: IpAddr,
+        /// Our source port; 0 for any.
+        source_port: u16,
+    },
+}
+
+/// Binds a passive listener on `ip`, in `range` if given.
+///
+/// # Errors
+/// [`DataError::NoPassivePort`] when every port in the range is taken,
+/// [`DataError::Listen`] for other bind failures.
+pub async fn listen_passive(ip: IpAddr, range: Option<&RangeInclusive<u16>>) -> Result<TcpListener, DataError> {
+    let Some(range) = range else {
+        return TcpListener::bind((ip, 0)).await.map_err(DataError::Listen);
+    };
+    let (lo, hi) = (*range.start(), *range.end());
+    let span = u32::from(hi - lo) + 1;
+    let start = rand::thread_rng().gen_range(0..span);
+    for i in 0..span {
+        let port = lo + ((start + i) % span) as u16;
+        if let Ok(listener) = TcpListener::bind((ip, port)).await {
+            return Ok(listener);
+        }
+    }
+    Err(DataError::NoPassivePort(format!("{lo}-{hi}")))
+}
+
+impl DataSetup {
+    /// Opens the data connection, waiting at most `limit`.
+    ///
+    /// # Errors
+    /// A [`DataError`] saying what failed.
+    pub async fn open(self, limit: Duration) -> Result<TcpStream, DataError> {
+        let deadline = Instant::now() + limit;
+        match self {
+            DataSetup::Passive { listener, expected_peer } => {
+                let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+                loop {
+                    let accepted = timeout_at(deadline, listener.accept())
+                        .await
+                        .map_err(|_| DataError::AcceptTimeout { port, secs: limit.as_secs() })?;
+                    let (stream, from) = accepted.map_err(DataError::Accept)?;
+                    match expected_peer {
+                        // SECURITY: data-connection theft. Someone else who
+                        // guesses the passive port must not get the data.
+                        Some(ip) if ip != from.ip().to_canonical() => {
+                            tracing::warn!(%from, expected = %ip, "passive data connection from a foreign address refused");
+                            drop(stream);
+                        }
+                        _ => return Ok(stream),
+                    }
+                }
+            }
+            DataSetup::Active { target, local_ip, source_port } => {
+                if source_port != 0 {
+                    match connect_from(local_ip, source_port, target, deadline).await {
+                        Ok(stream) => return Ok(stream),
+                        Err(e @ DataError::ConnectTimeout(_)) => return Err(e),
+                        Err(DataError::Connect { source, .. })
+                            if source.kind() == std::io::ErrorKind::ConnectionRefused =>
+                        {
+                            return Err(DataError::Connect { target, source })
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "active connect from port {source_port} failed; using an ephemeral port")
+                        }
+                    }
+                }
+                connect_from(local_ip, 0, target, deadline).await
+            }
+        }
+    }
+}
+
+async fn connect_from(
+    local_ip: IpAddr,
+    port: u16,
+    target: SocketAddr,
+    deadline: Instant,
+) -> Result<TcpStream, DataError> {
+    let connect_err = |source| DataError::Connect { target, source };
+    let socket = if target.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(connect_err)?;
+    socket.set_reuseaddr(true).map_err(connect_err)?;
+    let local_ip = match (local_ip, target) {
+        (IpAddr::V6(v6), SocketAddr::V4(_)) => v6.to_ipv4_mapped().map_or(local_ip, IpAddr::V4),
+        _ => local_ip,
+    };
+    socket.bind(SocketAddr::new(local_ip, port)).map_err(connect_err)?;
+    match timeout_at(deadline, socket.connect(target)).await {
+        Ok(result) => result.map_err(connect_err),
+        Err(_) => Err(DataError::ConnectTimeout(target)),
+    }
+}

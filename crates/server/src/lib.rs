@@ -1,0 +1,28 @@
+//! # ferroftp-server
+//!
+//! The FTP server. [`Server::bind`] takes a validated [`Config`], and
+//! [`Server::run`] serves until a shutdown future completes, so tests start
+//! a real server in-process on `127.0.0.1:0`.
+//!
+//! - [`config`]: the TOML file and validated settings.
+//! - [`auth`]: the users file and argon2id checks.
+//! - [`storage`]: the storage trait and the confined local backend.
+//! - [`path`]: virtual paths that never climb above the root.
+//! - [`data`]: passive and active data connections.
+//! - [`transfer`]: copying between data connections and storage.
+//! - `session`: one control connection's state machine and handlers.
+
+pub mod auth;
+pub mod config;
+pub mod data;
+pub mod path;
+mod server;
+mod session;
+pub mod storage;
+pub mod transfer;
+
+pub use config::{Config, ConfigError, FileConfig};
+pub use server::{Server, ServerError};
+
+/// The version shown in the greeting and in STAT.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

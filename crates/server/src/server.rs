@@ -1,0 +1,193 @@
+//! The listener: accepts control connections, starts a session task for
+//! each, and shuts them all down gracefully.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::auth::{AuthError, UsersFile};
+use crate::config::Config;
+use crate::storage::{LocalFs, Storage};
+
+/// How long shutdown waits for sessions to say goodbye.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The listening socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A storage root could not be opened.
+    #[error("cannot open {what} {path}: {source}")]
+    Root {
+        /// Which root (the key).
+        what: String,
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The users file is invalid.
+    #[error(transparent)]
+    Users(#[from] AuthError),
+    /// The public address does not resolve to an IPv4 address.
+    #[error("config key `public_address`: {0}")]
+    PublicAddress(String),
+}
+
+/// What every session shares.
+#[derive(Debug)]
+pub(crate) struct Context {
+    /// Validated settings.
+    pub config: Config,
+    /// Virtual users, if a users file is configured.
+    pub users: Option<Arc<UsersFile>>,
+    /// The anonymous root, if anonymous login is on.
+    pub anonymous_storage: Option<Arc<dyn Storage>>,
+    /// Named mounts for SMNT.
+    pub mounts: BTreeMap<String, Arc<dyn Storage>>,
+    /// The IPv4 address announced in 227 replies, if configured.
+    pub public_ipv4: Option<Ipv4Addr>,
+    /// Connected control connections.
+    pub clients: AtomicUsize,
+}
+
+/// A bound, ready server.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    ctx: Arc<Context>,
+}
+
+fn open_root(what: &str, path: &std::path::Path) -> Result<Arc<dyn Storage>, ServerError> {
+    LocalFs::open(path).map(|fs| Arc::new(fs) as Arc<dyn Storage>).map_err(|source| ServerError::Root {
+        what: what.to_string(),
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+async fn resolve_public(address: &str) -> Result<Ipv4Addr, ServerError> {
+    if let Ok(ip) = address.parse::<IpAddr>() {
+        return match ip {
+            IpAddr::V4(v4) => Ok(v4),
+            IpAddr::V6(_) => Err(ServerError::PublicAddress(format!(
+                "{address} is IPv6; PASV can only announce IPv4 (EPSV needs no address)"
+            ))),
+        };
+    }
+    let addrs = tokio::net::lookup_host((address, 0))
+        .await
+        .map_err(|e| ServerError::PublicAddress(format!("cannot resolve {address:?}: {e}")))?;
+    addrs
+        .filter_map(|a| match a.ip() {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        })
+        .next()
+        .ok_or_else(|| ServerError::PublicAddress(format!("{address:?} has no IPv4 address")))
+}
+
+impl Server {
+    /// Opens roots, loads users and binds the listening socket.
+    ///
+    /// # Errors
+    /// A [`ServerError`] naming what could not be set up.
+    pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        let anonymous_storage =
+            if config.anonymous.enabled { Some(open_root("root", &config.anonymous.root)?) } else { None };
+        let mut mounts = BTreeMap::new();
+        for (name, dir) in &config.mounts {
+            mounts.insert(name.clone(), open_root(&format!("mount {name:?}"), dir)?);
+        }
+        let users = match &config.users_file {
+            Some(path) => Some(Arc::new(UsersFile::load(path)?)),
+            None => None,
+        };
+        let public_ipv4 = match &config.public_address {
+            Some(a) => Some(resolve_public(a).await?),
+            None => None,
+        };
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        Ok(Server {
+            listener,
+            ctx: Arc::new(Context {
+                config,
+                users,
+                anonymous_storage,
+                mounts,
+                public_ipv4,
+                clients: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// The address the server listens on (useful after binding port 0).
+    ///
+    /// # Errors
+    /// The socket's error, if it has none.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes; then tells every session to
+    /// close (421) and waits briefly for them.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut sessions = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // Out of file descriptors and the like: back off
+                            // instead of spinning.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let ctx = Arc::clone(&self.ctx);
+                    let stop = stop_rx.clone();
+                    let count = ctx.clients.fetch_add(1, Ordering::Relaxed) + 1;
+                    tracing::debug!(%peer, clients = count, "connection");
+                    sessions.spawn(async move {
+                        let guard = ClientGuard(Arc::clone(&ctx));
+                        crate::session::serve(stream, ctx, stop, count).await;
+                        drop(guard);
+                    });
+                }
+                Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+                () = &mut shutdown => break,
+            }
+        }
+        let _ = stop_tx.send(true);
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, async { while sessions.join_next().await.is_some() {} }).await;
+    }
+}
+
+/// Decrements the client count when a session ends, however it ends.
+struct ClientGuard(Arc<Context>);
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.0.clients.fetch_sub(1, Ordering::Relaxed);
+    }
+}

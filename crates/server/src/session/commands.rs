@@ -1,0 +1,667 @@
+//! Command handlers: each takes the parsed command and returns an
+//! [`Action`] (a reply, a close, or a transfer to start). They never write
+//! to the connection themselves.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use ferroftp_proto::hostport::{self, EpsvArg};
+use ferroftp_proto::listing::{ls_line, mdtm_timestamp, EntryKind};
+use ferroftp_proto::reply::quote_path;
+use ferroftp_proto::{code, Command, Password, Reply, SiteCommand, TransferType};
+
+use super::{Action, Login, LoginState, Session, TransferStart, DEFAULT_UMASK};
+use crate::auth::ANONYMOUS_NAMES;
+use crate::data::{listen_passive, DataSetup};
+use crate::path::VirtualPath;
+use crate::storage::{LocalFs, Storage, StorageError, WriteMode};
+use crate::transfer::Job;
+
+/// Shortest and longest idle timeouts SITE IDLE accepts, seconds.
+const SITE_IDLE_RANGE: std::ops::RangeInclusive<u64> = 30..=7200;
+
+fn reply(code: u16, text: impl Into<String>) -> Action {
+    Action::Reply(Reply::new(code, text))
+}
+
+fn storage_error(what: &str, e: &StorageError) -> Action {
+    reply(e.reply_code(), format!("{what}: {e}."))
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Splits `ls`-style options (`-la`) from a LIST/NLST argument.
+fn strip_list_options(arg: Option<&str>) -> Option<&str> {
+    let mut rest = arg?.trim_start();
+    while rest.starts_with('-') {
+        match rest.find(' ') {
+            Some(i) => rest = rest[i + 1..].trim_start(),
+            None => return None,
+        }
+    }
+    (!rest.is_empty()).then_some(rest)
+}
+
+impl Session {
+    fn logged_in(&self) -> Option<&Login> {
+        match &self.login {
+            LoginState::LoggedIn(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// Answers one command.
+    pub(super) async fn apply(&mut self, cmd: Command) -> Action {
+        // RNTO must come right after RNFR: any other command forgets it.
+        let rename_from = self.rename_from.take();
+        let may_before_login = matches!(
+            cmd,
+            Command::User(_)
+                | Command::Pass(_)
+                | Command::Quit
+                | Command::Help(_)
+                | Command::Feat
+                | Command::Syst
+                | Command::Noop
+        );
+        if !may_before_login && self.logged_in().is_none() {
+            return reply(code::NOT_LOGGED_IN, "Please login with USER and PASS.");
+        }
+        match cmd {
+            Command::User(name) => self.user(name),
+            Command::Pass(password) => self.pass(password).await,
+            Command::Acct(_) => reply(code::SUPERFLUOUS, "ACCT not needed: already logged in."),
+            Command::Quit => Action::Close(Reply::new(code::CLOSING, "Goodbye.")),
+            Command::Rein => {
+                self.reinitialize();
+                reply(code::SERVICE_READY, "Service ready for new user.")
+            }
+            Command::Noop => reply(code::OK, "NOOP ok."),
+            Command::Syst => reply(code::SYSTEM_TYPE, "UNIX Type: L8"),
+            Command::Help(arg) => self.help(arg.as_deref()),
+            Command::Feat => self.feat(),
+            Command::Opts(arg) => self.opts(&arg),
+            Command::Stat(arg) => self.stat(arg.as_deref()).await,
+            Command::Type(t) => {
+                self.transfer_type = t;
+                match t {
+                    TransferType::Ascii => reply(code::OK, "Switching to ASCII mode."),
+                    TransferType::Binary => reply(code::OK, "Switching to Binary mode."),
+                }
+            }
+            Command::Mode => reply(code::OK, "Mode set to S."),
+            Command::Stru => reply(code::OK, "Structure set to F."),
+            Command::Allo(_) => reply(code::SUPERFLUOUS, "ALLO command ignored: no allocation needed."),
+            Command::Rest(offset) => {
+                self.restart_offset = offset;
+                reply(code::PENDING_FURTHER_INFO, format!("Restart position accepted ({offset})."))
+            }
+            Command::Pwd => {
+                reply(code::PATHNAME_CREATED, format!("{} is the current directory", quote_path(&self.cwd.to_string())))
+            }
+            Command::Cwd(arg) => self.cwd(&arg).await,
+            Command::Cdup => self.cwd("..").await,
+            Command::Smnt(name) => self.smnt(&name),
+            Command::Mkd(arg) => self.mkd(&arg).await,
+            Command::Rmd(arg) => {
+                self.simple_write("Remove directory", &arg, |s, p| Box::pin(async move { s.rmdir(&p).await })).await
+            }
+            Command::Dele(arg) => {
+                self.simple_write("Delete", &arg, |s, p| Box::pin(async move { s.delete(&p).await })).await
+            }
+            Command::Rnfr(arg) => self.rnfr(&arg).await,
+            Command::Rnto(arg) => self.rnto(rename_from, &arg).await,
+            Command::Site(site) => self.site(site).await,
+            Command::Size(arg) => self.size(&arg).await,
+            Command::Mdtm(arg) => self.mdtm(&arg).await,
+            Command::Pasv => self.pasv().await,
+            Command::Epsv(arg) => self.epsv(arg).await,
+            Command::Port(addr) => self.port(SocketAddr::V4(addr), "PORT"),
+            Command::Eprt(addr) => self.port(addr, "EPRT"),
+            Command::Abor => {
+                self.data = None;
+                reply(code::CLOSING_DATA, "No transfer to abort.")
+            }
+            Command::Retr(arg) => self.retr(&arg).await,
+            Command::Stor(arg) => self.store(&arg, false).await,
+            Command::Appe(arg) => self.store(&arg, true).await,
+            Command::Stou(hint) => self.stou(hint.as_deref()).await,
+            Command::List(arg) => self.list(arg.as_deref(), false).await,
+            Command::Nlst(arg) => self.list(arg.as_deref(), true).await,
+        }
+    }
+
+    fn reinitialize(&mut self) {
+        self.login = LoginState::AwaitingUser;
+        self.cwd = VirtualPath::root();
+        self.transfer_type = TransferType::Ascii;
+        self.restart_offset = 0;
+        self.rename_from = None;
+        self.data = None;
+        self.epsv_all = false;
+        self.umask = DEFAULT_UMASK;
+        self.idle_timeout = self.ctx.config.idle_timeout;
+    }
+
+    fn user(&mut self, name: String) -> Action {
+        if self.logged_in().is_some() {
+            self.reinitialize();
+        }
+        let anonymous = ANONYMOUS_NAMES.contains(&name.to_ascii_lowercase().as_str());
+        self.login = LoginState::AwaitingPassword(name);
+        if anonymous {
+            reply(code::NEED_PASSWORD, "Anonymous login ok, send your e-mail address as password.")
+        } else {
+            reply(code::NEED_PASSWORD, "Please specify the password.")
+        }
+    }
+
+    async fn pass(&mut self, password: Password) -> Action {
+        let name = match std::mem::replace(&mut self.login, LoginState::AwaitingUser) {
+            LoginState::AwaitingPassword(name) => name,
+            LoginState::AwaitingUser => return reply(code::BAD_SEQUENCE, "Login with USER first."),
+            logged_in @ LoginState::LoggedIn(_) => {
+                self.login = logged_in;
+                return reply(code::SUPERFLUOUS, "Already logged in.");
+            }
+        };
+        let ctx = Arc::clone(&self.ctx);
+        let anonymous = ANONYMOUS_NAMES.contains(&name.to_ascii_lowercase().as_str());
+        let login = if anonymous {
+            match (&ctx.anonymous_storage, ctx.config.anonymous.enabled) {
+                (Some(storage), true) => Some(Login {
+                    name: "ftp".into(),
+                    storage: Arc::clone(storage),
+                    home: Arc::clone(storage),
+                    write: ctx.config.anonymous.write,
+                    mounts: ctx.config.anonymous.mounts.clone(),
+                }),
+                _ => None,
+            }
+        } else {
+            self.virtual_user(&name, password).await
+        };
+        match login {
+            Some(login) => {
+                tracing::info!(peer = %self.peer, user = %login.name, "login");
+                self.login = LoginState::LoggedIn(login);
+                self.cwd = VirtualPath::root();
+                reply(code::LOGGED_IN, "Login successful.")
+            }
+            None => {
+                tracing::info!(peer = %self.peer, user = %name, "login refused");
+                reply(code::NOT_LOGGED_IN, "Login incorrect.")
+            }
+        }
+    }
+
+    async fn virtual_user(&self, name: &str, password: Password) -> Option<Login> {
+        let users = self.ctx.users.clone()?;
+        let name = name.to_string();
+        let entry = tokio::task::spawn_blocking(move || users.verify(&name, &password.0).cloned()).await.ok()??;
+        let storage: Arc<dyn Storage> = match LocalFs::open(&entry.home) {
+            Ok(fs) => Arc::new(fs),
+            Err(e) => {
+                tracing::warn!(user = %entry.name, home = %entry.home.display(), error = %e, "home directory unavailable");
+                return None;
+            }
+        };
+        Some(Login {
+            name: entry.name,
+            storage: Arc::clone(&storage),
+            home: storage,
+            write: entry.write,
+            mounts: entry.mounts,
+        })
+    }
+
+    /// The logged-in user's storage (only called after the login gate).
+    fn storage(&self) -> Arc<dyn Storage> {
+        match &self.login {
+            LoginState::LoggedIn(l) => Arc::clone(&l.storage),
+            _ => unreachable!("storage() before login: the login gate in apply() prevents this"),
+        }
+    }
+
+    fn may_write(&self) -> bool {
+        self.logged_in().is_some_and(|l| l.write)
+    }
+
+    fn permission_denied() -> Action {
+        reply(code::FILE_UNAVAILABLE, "Permission denied.")
+    }
+
+    async fn cwd(&mut self, arg: &str) -> Action {
+        let target = self.cwd.resolve(arg);
+        match self.storage().metadata(&target).await {
+            Ok(facts) if facts.kind == EntryKind::Directory => {
+                self.cwd = target;
+                reply(code::FILE_ACTION_OK, "Directory successfully changed.")
+            }
+            Ok(_) => reply(code::FILE_UNAVAILABLE, "Failed to change directory: Not a directory."),
+            Err(e) => storage_error("Failed to change directory", &e),
+        }
+    }
+
+    fn smnt(&mut self, name: &str) -> Action {
+        let ctx = Arc::clone(&self.ctx);
+        let LoginState::LoggedIn(login) = &mut self.login else {
+            return reply(code::NOT_LOGGED_IN, "Please login with USER and PASS.");
+        };
+        let storage = if name == "~" {
+            Arc::clone(&login.home)
+        } else if login.mounts.iter().any(|m| m == name) {
+            match ctx.mounts.get(name) {
+                Some(s) => Arc::clone(s),
+                None => return reply(code::FILE_UNAVAILABLE, format!("No mount named {name:?}.")),
+            }
+        } else {
+            return reply(code::FILE_UNAVAILABLE, format!("No mount named {name:?} for this user."));
+        };
+        login.storage = storage;
+        self.cwd = VirtualPath::root();
+        reply(code::FILE_ACTION_OK, format!("Mounted {name:?}; working directory is /."))
+    }
+
+    async fn mkd(&mut self, arg: &str) -> Action {
+        if !self.may_write() {
+            return Self::permission_denied();
+        }
+        let path = self.cwd.resolve(arg);
+        if path.is_root() {
+            return reply(code::FILE_UNAVAILABLE, "Create directory operation failed: File exists.");
+        }
+        match self.storage().mkdir(&path, self.umask).await {
+            Ok(()) => reply(code::PATHNAME_CREATED, format!("{} created", quote_path(&path.to_string()))),
+            Err(e) => storage_error("Create directory operation failed", &e),
+        }
+    }
+
+    async fn simple_write<F>(&mut self, what: &str, arg: &str, op: F) -> Action
+    where
+        F: FnOnce(Arc<dyn Storage>, VirtualPath) -> futures_lite::BoxedOp,
+    {
+        if !self.may_write() {
+            return Self::permission_denied();
+        }
+        let path = self.cwd.resolve(arg);
+        if path.is_root() {
+            return reply(code::FILE_UNAVAILABLE, format!("{what} operation failed: Permission denied."));
+        }
+        match op(self.storage(), path).await {
+            Ok(()) => reply(code::FILE_ACTION_OK, format!("{what} operation successful.")),
+            Err(e) => storage_error(&format!("{what} operation failed"), &e),
+        }
+    }
+
+    async fn rnfr(&mut self, arg: &str) -> Action {
+        if !self.may_write() {
+            return Self::permission_denied();
+        }
+        let path = self.cwd.resolve(arg);
+        if path.is_root() {
+            return Self::permission_denied();
+        }
+        match self.storage().metadata(&path).await {
+            Ok(_) => {
+                self.rename_from = Some(path);
+                reply(code::PENDING_FURTHER_INFO, "Ready for RNTO.")
+            }
+            Err(e) => storage_error("RNFR command failed", &e),
+        }
+    }
+
+    async fn rnto(&mut self, from: Option<VirtualPath>, arg: &str) -> Action {
+        let Some(from) = from else {
+            return reply(code::BAD_SEQUENCE, "RNFR required first.");
+        };
+        let to = self.cwd.resolve(arg);
+        if to.is_root() {
+            return Self::permission_denied();
+        }
+        match self.storage().rename(&from, &to).await {
+            Ok(()) => reply(code::FILE_ACTION_OK, "Rename successful."),
+            Err(e) => storage_error("Rename failed", &e),
+        }
+    }
+
+    async fn site(&mut self, site: SiteCommand) -> Action {
+        match site {
+            SiteCommand::Help => reply(code::HELP, "SITE commands: CHMOD UMASK IDLE HELP"),
+            SiteCommand::Chmod { mode, path } => {
+                if !self.may_write() {
+                    return Self::permission_denied();
+                }
+                let path = self.cwd.resolve(&path);
+                match self.storage().set_mode(&path, mode).await {
+                    Ok(()) => reply(code::OK, "SITE CHMOD command ok."),
+                    Err(e) => storage_error("SITE CHMOD command failed", &e),
+                }
+            }
+            SiteCommand::Umask(None) => reply(code::OK, format!("Your current UMASK is {:03o}", self.umask)),
+            SiteCommand::Umask(Some(mask)) => {
+                if mask > 0o777 {
+                    return reply(code::SYNTAX_ERROR_ARGS, "UMASK must be 000-777.");
+                }
+                self.umask = mask;
+                reply(code::OK, format!("UMASK set to {mask:03o}"))
+            }
+            SiteCommand::Idle(None) => {
+                reply(code::OK, format!("Current idle time is {} seconds.", self.idle_timeout.as_secs()))
+            }
+            SiteCommand::Idle(Some(secs)) => {
+                if !SITE_IDLE_RANGE.contains(&secs) {
+                    return reply(
+                        code::SYNTAX_ERROR_ARGS,
+                        format!("Idle time must be {}-{} seconds.", SITE_IDLE_RANGE.start(), SITE_IDLE_RANGE.end()),
+                    );
+                }
+                self.idle_timeout = std::time::Duration::from_secs(secs);
+                reply(code::OK, format!("Idle time set to {secs} seconds."))
+            }
+        }
+    }
+
+    async fn size(&mut self, arg: &str) -> Action {
+        let path = self.cwd.resolve(arg);
+        match self.storage().metadata(&path).await {
+            Ok(f) if f.kind == EntryKind::File => reply(code::FILE_STATUS, f.size.to_string()),
+            Ok(_) => reply(code::FILE_UNAVAILABLE, "Could not get file size: not a regular file."),
+            Err(e) => storage_error("Could not get file size", &e),
+        }
+    }
+
+    async fn mdtm(&mut self, arg: &str) -> Action {
+        let path = self.cwd.resolve(arg);
+        match self.storage().metadata(&path).await {
+            Ok(f) if f.kind == EntryKind::File => reply(code::FILE_STATUS, mdtm_timestamp(f.modified)),
+            Ok(_) => reply(code::FILE_UNAVAILABLE, "Could not get modification time: not a regular file."),
+            Err(e) => storage_error("Could not get modification time", &e),
+        }
+    }
+
+    // ---- data connection set-up ----
+
+    async fn pasv(&mut self) -> Action {
+        if self.epsv_all {
+            return reply(code::BAD_SEQUENCE, "PASV not allowed after EPSV ALL.");
+        }
+        let announce = match (self.ctx.public_ipv4, self.local.ip()) {
+            (Some(ip), _) => ip,
+            (None, IpAddr::V4(ip)) => ip,
+            (None, IpAddr::V6(_)) => {
+                return reply(code::CANT_OPEN_DATA, "PASV needs IPv4: use EPSV on an IPv6 connection.");
+            }
+        };
+        match self.bind_passive().await {
+            Ok(port) => {
+                reply(code::ENTERING_PASSIVE, hostport::pasv_reply_text(std::net::SocketAddrV4::new(announce, port)))
+            }
+            Err(action) => action,
+        }
+    }
+
+    async fn epsv(&mut self, arg: EpsvArg) -> Action {
+        match arg {
+            EpsvArg::All => {
+                self.epsv_all = true;
+                reply(code::OK, "EPSV ALL ok: only EPSV will be used.")
+            }
+            EpsvArg::Protocol(p) if (p == 1) != self.local.is_ipv4() => reply(
+                code::NETWORK_PROTOCOL_NOT_SUPPORTED,
+                "Network protocol not supported, use (1) or (2) as on the control connection.",
+            ),
+            _ => match self.bind_passive().await {
+                Ok(port) => reply(code::ENTERING_EXTENDED_PASSIVE, hostport::epsv_reply_text(port)),
+                Err(action) => action,
+            },
+        }
+    }
+
+    async fn bind_passive(&mut self) -> Result<u16, Action> {
+        self.data = None;
+        let listener = listen_passive(self.local.ip(), self.ctx.config.passive_ports.as_ref())
+            .await
+            .map_err(|e| reply(code::CANT_OPEN_DATA, format!("Cannot open passive connection: {e}.")))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| reply(code::CANT_OPEN_DATA, format!("Cannot open passive connection: {e}.")))?
+            .port();
+        let expected_peer = self.ctx.config.passive_peer_check.then(|| self.peer.ip());
+        self.data = Some(DataSetup::Passive { listener, expected_peer });
+        Ok(port)
+    }
+
+    fn port(&mut self, target: SocketAddr, verb: &str) -> Action {
+        if self.epsv_all {
+            return reply(code::BAD_SEQUENCE, format!("{verb} not allowed after EPSV ALL."));
+        }
+        let target = SocketAddr::new(target.ip().to_canonical(), target.port());
+        // SECURITY: the FTP bounce attack (RFC 2577). A client must not make
+        // us connect to a third host, or to a privileged port of its own.
+        if target.ip() != self.peer.ip() {
+            return reply(
+                code::NOT_IMPLEMENTED_FOR_PARAMETER,
+                format!("{verb} refused (bounce protection): {} is not your address {}.", target.ip(), self.peer.ip()),
+            );
+        }
+        if target.port() < 1024 {
+            return reply(
+                code::NOT_IMPLEMENTED_FOR_PARAMETER,
+                format!("{verb} refused (bounce protection): port {} is below 1024.", target.port()),
+            );
+        }
+        self.data = Some(DataSetup::Active {
+            target,
+            local_ip: self.local.ip(),
+            source_port: self.ctx.config.active_source_port,
+        });
+        reply(code::OK, format!("{verb} command successful. Consider using PASV."))
+    }
+
+    fn take_data(&mut self) -> Result<DataSetup, Action> {
+        self.data.take().ok_or_else(|| reply(code::CANT_OPEN_DATA, "Use PORT, PASV, EPRT or EPSV first."))
+    }
+
+    fn mode_name(&self) -> &'static str {
+        match self.transfer_type {
+            TransferType::Ascii => "ASCII",
+            TransferType::Binary => "BINARY",
+        }
+    }
+
+    // ---- transfers ----
+
+    async fn retr(&mut self, arg: &str) -> Action {
+        let offset = std::mem::take(&mut self.restart_offset);
+        let path = self.cwd.resolve(arg);
+        let storage = self.storage();
+        let facts = match storage.metadata(&path).await {
+            Ok(f) if f.kind == EntryKind::Directory => {
+                return reply(code::FILE_UNAVAILABLE, "Failed to open file: Is a directory.")
+            }
+            Ok(f) => f,
+            Err(e) => return storage_error("Failed to open file", &e),
+        };
+        if offset > facts.size {
+            return reply(
+                code::FILE_UNAVAILABLE,
+                format!("Restart offset {offset} is past the end of the file ({} bytes).", facts.size),
+            );
+        }
+        let source = match storage.open_read(&path, offset).await {
+            Ok(r) => r,
+            Err(e) => return storage_error("Failed to open file", &e),
+        };
+        let setup = match self.take_data() {
+            Ok(s) => s,
+            Err(a) => return a,
+        };
+        Action::Transfer(Box::new(TransferStart {
+            preliminary: Reply::new(
+                code::OPENING_DATA,
+                format!("Opening {} mode data connection for {} ({} bytes).", self.mode_name(), facts.name, facts.size),
+            ),
+            job: Job::Send { source, ascii: self.transfer_type == TransferType::Ascii },
+            setup,
+            description: format!("RETR {}", facts.name),
+            done_text: "Transfer complete.".into(),
+        }))
+    }
+
+    async fn store(&mut self, arg: &str, append: bool) -> Action {
+        let offset = std::mem::take(&mut self.restart_offset);
+        if !self.may_write() {
+            return Self::permission_denied();
+        }
+        let path = self.cwd.resolve(arg);
+        let mode = match (append, offset) {
+            (_, o) if o > 0 => WriteMode::At(o),
+            (true, _) => WriteMode::Append,
+            (false, _) => WriteMode::Truncate,
+        };
+        self.start_upload(
+            path,
+            mode,
+            format!("{} {}", if append { "APPE" } else { "STOR" }, arg),
+            "Ok to send data.".into(),
+            "Transfer complete.".into(),
+        )
+        .await
+    }
+
+    async fn start_upload(
+        &mut self,
+        path: VirtualPath,
+        mode: WriteMode,
+        description: String,
+        preliminary: String,
+        done_text: String,
+    ) -> Action {
+        if path.is_root() {
+            return reply(code::FILE_NAME_NOT_ALLOWED, "File name not allowed.");
+        }
+        if self.data.is_none() {
+            return reply(code::CANT_OPEN_DATA, "Use PORT, PASV, EPRT or EPSV first.");
+        }
+        let sink = match self.storage().open_write(&path, mode, self.umask).await {
+            Ok(w) => w,
+            Err(e) => return storage_error("Could not create file", &e),
+        };
+        let setup = match self.take_data() {
+            Ok(s) => s,
+            Err(a) => return a,
+        };
+        Action::Transfer(Box::new(TransferStart {
+            preliminary: Reply::new(code::OPENING_DATA, preliminary),
+            job: Job::Receive { sink, ascii: self.transfer_type == TransferType::Ascii },
+            setup,
+            description,
+            done_text,
+        }))
+    }
+
+    async fn stou(&mut self, hint: Option<&str>) -> Action {
+        self.restart_offset = 0;
+        if !self.may_write() {
+            return Self::permission_denied();
+        }
+        if self.data.is_none() {
+            return reply(code::CANT_OPEN_DATA, "Use PORT, PASV, EPRT or EPSV first.");
+        }
+        let base = hint
+            .map(|h| self.cwd.resolve(h))
+            .filter(|p| !p.is_root())
+            .unwrap_or_else(|| self.cwd.join("ferroftp.upload"));
+        let dir = base.parent();
+        let stem = base.file_name().unwrap_or("ferroftp.upload").to_string();
+        let storage = self.storage();
+        for n in 0..1000u32 {
+            let name = if n == 0 { stem.clone() } else { format!("{stem}.{n}") };
+            let path = dir.join(&name);
+            match storage.open_write(&path, WriteMode::CreateNew, self.umask).await {
+                Ok(sink) => {
+                    let setup = match self.take_data() {
+                        Ok(s) => s,
+                        Err(a) => return a,
+                    };
+                    return Action::Transfer(Box::new(TransferStart {
+                        // RFC 1123 4.1.2.9: the 150 reply names the file.
+                        preliminary: Reply::new(code::OPENING_DATA, format!("FILE: {name}")),
+                        job: Job::Receive { sink, ascii: self.transfer_type == TransferType::Ascii },
+                        setup,
+                        description: format!("STOU {name}"),
+                        done_text: format!("Transfer complete (unique file name: {name})."),
+                    }));
+                }
+                Err(StorageError::AlreadyExists) => continue,
+                Err(e) => return storage_error("Could not create file", &e),
+            }
+        }
+        reply(code::FILE_NAME_NOT_ALLOWED, "Could not find a unique file name.")
+    }
+
+    async fn list(&mut self, arg: Option<&str>, names_only: bool) -> Action {
+        let target = strip_list_options(arg);
+        let path = target.map_or_else(|| self.cwd.clone(), |t| self.cwd.resolve(t));
+        let text = match self.listing_lines(&path, names_only).await {
+            Ok(lines) => lines,
+            Err(e) => return storage_error("Failed to list directory", &e),
+        };
+        let setup = match self.take_data() {
+            Ok(s) => s,
+            Err(a) => return a,
+        };
+        let mut bytes = Vec::with_capacity(text.iter().map(|l| l.len() + 2).sum());
+        for line in &text {
+            bytes.extend_from_slice(line.as_bytes());
+            bytes.extend_from_slice(b"\r\n");
+        }
+        Action::Transfer(Box::new(TransferStart {
+            preliminary: Reply::new(code::OPENING_DATA, "Here comes the directory listing."),
+            job: Job::Send { source: Box::new(std::io::Cursor::new(bytes)), ascii: false },
+            setup,
+            description: if names_only { "NLST".into() } else { "LIST".into() },
+            done_text: "Directory send OK.".into(),
+        }))
+    }
+
+    /// The lines of a listing of `path`: a directory's entries, or the one
+    /// line of a file.
+    pub(super) async fn listing_lines(
+        &self,
+        path: &VirtualPath,
+        names_only: bool,
+    ) -> Result<Vec<String>, StorageError> {
+        let storage = self.storage();
+        let facts = storage.metadata(path).await?;
+        let entries = if facts.kind == EntryKind::Directory { storage.list(path).await? } else { vec![facts] };
+        let now = now_unix();
+        Ok(entries.iter().map(|e| if names_only { e.name.clone() } else { ls_line(e, now) }).collect())
+    }
+}
+
+/// A boxed storage operation for [`Session::simple_write`].
+mod futures_lite {
+    use std::future::Future;
+    use std::pin::Pin;
+
+    use crate::storage::StorageError;
+
+    pub type BoxedOp = Pin<Box<dyn Future<Output = Result<(), StorageError>> + Send>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_list_options;
+
+    #[test]
+    fn list_options() {
+        assert_eq!(strip_list_options(Some("-la")), None);
+        assert_eq!(strip_list_options(Some("-a -l dir x")), Some("dir x"));
+        assert_eq!(strip_list_options(Some("name")), Some("name"));
+        assert_eq!(strip_list_options(None), None);
+    }
+}

@@ -1,0 +1,331 @@
+//! One control connection: reading lines, answering commands in order, and
+//! running at most one transfer at a time beside the control loop.
+//!
+//! The loop keeps reading the control connection while a transfer runs, so
+//! ABOR and STAT are answered mid-transfer. Other commands that arrive
+//! meanwhile (a pipelining client's next command, QUIT, REIN) wait in a
+//! bounded queue and are answered in order once the transfer ends.
+
+mod commands;
+mod status;
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferroftp_proto::{code, Command, LineDecoder, LineEvent, Reply, TransferType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::{sleep_until, Instant};
+
+use crate::data::DataSetup;
+use crate::path::VirtualPath;
+use crate::server::Context;
+use crate::storage::Storage;
+use crate::transfer::{self, Job, TransferError};
+
+/// Lines queued while a transfer runs; past this the control connection is
+/// not read until the transfer ends (back-pressure, not unbounded memory).
+const MAX_QUEUED_LINES: usize = 32;
+
+/// Default file-creation mask for new files and directories.
+pub(crate) const DEFAULT_UMASK: u32 = 0o022;
+
+/// Where a session stands in the login sequence.
+enum LoginState {
+    /// Just connected, or after REIN or a failed login.
+    AwaitingUser,
+    /// USER was accepted; PASS is next.
+    AwaitingPassword(String),
+    /// Logged in.
+    LoggedIn(Login),
+}
+
+/// A logged-in user's view of storage and rights.
+struct Login {
+    /// The name the user logged in as (`ftp` for anonymous).
+    name: String,
+    /// The storage the session works in now (home, or a mount via SMNT).
+    storage: Arc<dyn Storage>,
+    /// The home storage, to return to with `SMNT ~`.
+    home: Arc<dyn Storage>,
+    /// Whether the user may change files.
+    write: bool,
+    /// Mount names the user may SMNT.
+    mounts: Vec<String>,
+}
+
+/// A transfer running beside the control loop.
+struct RunningTransfer {
+    /// The task; aborting it drops the data connection.
+    task: JoinHandle<Result<u64, TransferError>>,
+    /// Bytes moved so far, for STAT.
+    progress: Arc<AtomicU64>,
+    /// What is being transferred, for STAT (`RETR name`).
+    description: String,
+    /// The 226 text on success.
+    done_text: String,
+}
+
+/// What a command handler asks the loop to do.
+pub(crate) enum Action {
+    /// Send this reply.
+    Reply(Reply),
+    /// Send this reply, then close the connection.
+    Close(Reply),
+    /// Send the preliminary reply (150), then run the transfer.
+    Transfer(Box<TransferStart>),
+}
+
+/// A transfer a handler has prepared.
+pub(crate) struct TransferStart {
+    /// The 150 reply.
+    preliminary: Reply,
+    /// What to move.
+    job: Job,
+    /// How to open the data connection.
+    setup: DataSetup,
+    /// For STAT.
+    description: String,
+    /// The 226 text on success.
+    done_text: String,
+}
+
+impl From<Reply> for Action {
+    fn from(r: Reply) -> Self {
+        Action::Reply(r)
+    }
+}
+
+/// The state of one control connection.
+pub(crate) struct Session {
+    /// Server-wide settings, users and storage.
+    ctx: Arc<Context>,
+    /// Where replies go.
+    writer: OwnedWriteHalf,
+    /// The client's address.
+    peer: SocketAddr,
+    /// Our end of the control connection (for PASV and active source).
+    local: SocketAddr,
+    /// Login progress.
+    login: LoginState,
+    /// Working directory.
+    cwd: VirtualPath,
+    /// TYPE A or I.
+    transfer_type: TransferType,
+    /// Offset set by REST for the next RETR/STOR/APPE.
+    restart_offset: u64,
+    /// Source named by RNFR, for the RNTO that must follow.
+    rename_from: Option<VirtualPath>,
+    /// How the next data connection opens.
+    data: Option<DataSetup>,
+    /// After EPSV ALL only EPSV may set up data connections.
+    epsv_all: bool,
+    /// Mask for new files and directories (SITE UMASK).
+    umask: u32,
+    /// Idle timeout (SITE IDLE changes it).
+    idle_timeout: Duration,
+    /// Clients connected when this one connected, for STAT.
+    clients_at_start: usize,
+    /// The transfer in flight, if any.
+    transfer: Option<RunningTransfer>,
+}
+
+/// Serves one control connection until QUIT, EOF, timeout or shutdown.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    ctx: Arc<Context>,
+    mut shutdown: watch::Receiver<bool>,
+    clients_at_start: usize,
+) {
+    let (peer, local) = match (stream.peer_addr(), stream.local_addr()) {
+        (Ok(p), Ok(l)) => (canonical(p), canonical(l)),
+        _ => return,
+    };
+    // Replies must not wait for Nagle; urgent data (the Telnet Synch some
+    // clients send before ABOR) must stay in the stream.
+    let _ = stream.set_nodelay(true);
+    let _ = socket2::SockRef::from(&stream).set_out_of_band_inline(true);
+    let (mut reader, writer) = stream.into_split();
+    let idle_timeout = ctx.config.idle_timeout;
+    let mut session = Session {
+        ctx,
+        writer,
+        peer,
+        local,
+        login: LoginState::AwaitingUser,
+        cwd: VirtualPath::root(),
+        transfer_type: TransferType::Ascii,
+        restart_offset: 0,
+        rename_from: None,
+        data: None,
+        epsv_all: false,
+        umask: DEFAULT_UMASK,
+        idle_timeout,
+        clients_at_start,
+        transfer: None,
+    };
+    if let Err(e) = session.run(&mut reader, &mut shutdown).await {
+        tracing::debug!(%peer, error = %e, "control connection ended with an error");
+    }
+    if let Some(t) = session.transfer.take() {
+        t.task.abort();
+    }
+}
+
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+async fn wait_transfer(t: &mut Option<RunningTransfer>) -> Result<Result<u64, TransferError>, tokio::task::JoinError> {
+    match t {
+        Some(t) => (&mut t.task).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Session {
+    async fn run(
+        &mut self,
+        reader: &mut tokio::net::tcp::OwnedReadHalf,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> io::Result<()> {
+        self.send(&Reply::new(code::SERVICE_READY, format!("ferroftp {} ready.", crate::VERSION))).await?;
+        let mut decoder = LineDecoder::default();
+        let mut queue: VecDeque<LineEvent> = VecDeque::new();
+        let mut events = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        let mut deadline = Instant::now() + self.idle_timeout;
+        loop {
+            if self.transfer.is_none() {
+                if let Some(event) = queue.pop_front() {
+                    if !self.handle_event(event).await? {
+                        return Ok(());
+                    }
+                    deadline = Instant::now() + self.idle_timeout;
+                    continue;
+                }
+            }
+            let may_read = queue.len() < MAX_QUEUED_LINES;
+            tokio::select! {
+                read = reader.read(&mut buf), if may_read => {
+                    let n = read?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    decoder.feed(&buf[..n], &mut events);
+                    for event in events.drain(..) {
+                        if self.transfer.is_some() {
+                            if let Some(reply) = self.during_transfer(&event).await {
+                                self.send(&reply).await?;
+                                continue;
+                            }
+                        }
+                        queue.push_back(event);
+                    }
+                }
+                outcome = wait_transfer(&mut self.transfer) => {
+                    let finished = self.transfer.take();
+                    let reply = match (outcome, finished) {
+                        (Ok(Ok(_bytes)), Some(t)) => Reply::new(code::CLOSING_DATA, t.done_text),
+                        (Ok(Err(e)), _) => Reply::new(e.reply_code(), e.to_string()),
+                        (Err(_), _) | (Ok(Ok(_)), None) => Reply::new(code::LOCAL_ERROR, "Transfer failed: internal error."),
+                    };
+                    self.send(&reply).await?;
+                    deadline = Instant::now() + self.idle_timeout;
+                }
+                _ = sleep_until(deadline), if self.transfer.is_none() => {
+                    self.send(&Reply::new(code::SERVICE_NOT_AVAILABLE, "Timeout: idle too long; closing control connection.")).await?;
+                    return Ok(());
+                }
+                _ = shutdown.changed() => {
+                    self.send(&Reply::new(code::SERVICE_NOT_AVAILABLE, "Server shutting down; closing control connection.")).await?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Commands answered at once while a transfer runs: ABOR and STAT.
+    async fn during_transfer(&mut self, event: &LineEvent) -> Option<Reply> {
+        let LineEvent::Line(line) = event else { return None };
+        match Command::parse(line) {
+            Ok(Command::Abor) => {
+                let t = self.transfer.take()?;
+                t.task.abort();
+                let _ = t.task.await;
+                if let Err(e) =
+                    self.send(&Reply::new(code::TRANSFER_ABORTED, "Connection closed; transfer aborted.")).await
+                {
+                    tracing::debug!(error = %e, "could not send 426");
+                }
+                Some(Reply::new(code::CLOSING_DATA, "Abort successful."))
+            }
+            Ok(Command::Stat(None)) => {
+                let t = self.transfer.as_ref()?;
+                Some(Reply::new(
+                    code::FILE_STATUS,
+                    format!(
+                        "Status: {} in progress, {} bytes transferred.",
+                        t.description,
+                        t.progress.load(Ordering::Relaxed)
+                    ),
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// Answers one queued line. Returns false when the connection closes.
+    async fn handle_event(&mut self, event: LineEvent) -> io::Result<bool> {
+        let line = match event {
+            LineEvent::TooLong => {
+                self.send(&Reply::new(code::SYNTAX_ERROR, "Command line too long.")).await?;
+                return Ok(true);
+            }
+            LineEvent::Line(line) => line,
+        };
+        let action = match Command::parse(&line) {
+            Ok(cmd) => {
+                tracing::trace!(peer = %self.peer, ?cmd, "command");
+                self.apply(cmd).await
+            }
+            Err(e) => Action::Reply(Reply::new(e.reply_code(), e.to_string())),
+        };
+        match action {
+            Action::Reply(reply) => self.send(&reply).await?,
+            Action::Close(reply) => {
+                self.send(&reply).await?;
+                let _ = self.writer.shutdown().await;
+                return Ok(false);
+            }
+            Action::Transfer(start) => {
+                self.send(&start.preliminary).await?;
+                let progress = Arc::new(AtomicU64::new(0));
+                let task = tokio::spawn(transfer::run(
+                    start.setup,
+                    self.ctx.config.data_timeout,
+                    start.job,
+                    Arc::clone(&progress),
+                ));
+                self.transfer = Some(RunningTransfer {
+                    task,
+                    progress,
+                    description: start.description,
+                    done_text: start.done_text,
+                });
+            }
+        }
+        Ok(true)
+    }
+
+    async fn send(&mut self, reply: &Reply) -> io::Result<()> {
+        self.writer.write_all(&reply.to_wire()).await
+    }
+}

@@ -1,0 +1,80 @@
+//! Informational commands: STAT (the seed's 211 status block, a 213
+//! listing, or transfer progress), HELP, FEAT and OPTS.
+
+use ferroftp_proto::command::{syntax_of, COMMANDS};
+use ferroftp_proto::{code, Reply, TransferType};
+
+use super::{Action, LoginState, Session};
+
+/// The extensions FEAT announces: exactly what the server implements.
+const FEATURES: &[&str] = &["EPRT", "EPSV", "MDTM", "PASV", "REST STREAM", "SIZE", "TVFS", "UTF8"];
+
+impl Session {
+    pub(super) fn help(&self, arg: Option<&str>) -> Action {
+        match arg {
+            Some(verb) => match syntax_of(verb) {
+                Some(syntax) => Action::Reply(Reply::new(code::HELP, format!("Syntax: {syntax}"))),
+                None => Action::Reply(Reply::new(code::NOT_IMPLEMENTED, format!("Unknown command {verb:?}."))),
+            },
+            None => {
+                let verbs: Vec<&str> = COMMANDS.iter().map(|(v, _)| *v).collect();
+                let body = verbs
+                    .chunks(8)
+                    .map(|row| row.iter().map(|v| format!("{v:<5}")).collect::<Vec<_>>().join(" "))
+                    .collect();
+                Action::Reply(Reply::multi(code::HELP, "The following commands are recognized.", body, "Help OK."))
+            }
+        }
+    }
+
+    pub(super) fn feat(&self) -> Action {
+        Action::Reply(Reply::multi(
+            code::SYSTEM_STATUS,
+            "Features:",
+            FEATURES.iter().map(|f| (*f).to_string()).collect(),
+            "End",
+        ))
+    }
+
+    pub(super) fn opts(&self, arg: &str) -> Action {
+        let mut words = arg.split_whitespace();
+        match (
+            words.next().map(str::to_ascii_uppercase).as_deref(),
+            words.next().map(str::to_ascii_uppercase).as_deref(),
+        ) {
+            (Some("UTF8" | "UTF-8"), Some("ON") | None) => Action::Reply(Reply::new(code::OK, "Always in UTF8 mode.")),
+            (Some("UTF8" | "UTF-8"), Some(_)) => {
+                Action::Reply(Reply::new(code::NOT_IMPLEMENTED_FOR_PARAMETER, "UTF8 cannot be turned off."))
+            }
+            _ => Action::Reply(Reply::new(code::SYNTAX_ERROR_ARGS, format!("Option not understood: {arg:?}."))),
+        }
+    }
+
+    pub(super) async fn stat(&self, arg: Option<&str>) -> Action {
+        if let Some(arg) = arg.map(str::trim).filter(|a| !a.is_empty()) {
+            let path = self.cwd.resolve(arg);
+            return match self.listing_lines(&path, false).await {
+                Ok(lines) => {
+                    Action::Reply(Reply::multi(code::FILE_STATUS, format!("Status of {arg}:"), lines, "End of status"))
+                }
+                Err(e) => Action::Reply(Reply::new(e.reply_code(), format!("Cannot stat {arg}: {e}."))),
+            };
+        }
+        let user = match &self.login {
+            LoginState::LoggedIn(l) => format!("Logged in as {}", l.name),
+            _ => "Not logged in".to_string(),
+        };
+        let body = vec![
+            format!("Connected to {}", self.peer.ip()),
+            user,
+            format!("TYPE: {}", if self.transfer_type == TransferType::Ascii { "ASCII" } else { "BINARY" }),
+            "No session bandwidth limit".to_string(),
+            format!("Session timeout in seconds is {}", self.idle_timeout.as_secs()),
+            "Control connection is plain text".to_string(),
+            "Data connections will be plain text".to_string(),
+            format!("At session startup, client count was {}", self.clients_at_start),
+            format!("ferroftp {} - secure, fast, stable", crate::VERSION),
+        ];
+        Action::Reply(Reply::multi(code::SYSTEM_STATUS, "FTP server status:", body, "End of status"))
+    }
+}

@@ -1,0 +1,216 @@
+//! The local-directory backend, confined beneath its root by cap-std.
+//!
+//! Every operation resolves its path through a [`cap_std::fs::Dir`] opened
+//! on the root, which refuses `..` above the root, absolute paths and
+//! symlinks that point out of it (openat2 `RESOLVE_BENEATH` where the
+//! kernel has it, checked component-by-component resolution elsewhere).
+//! Blocking filesystem calls run on tokio's blocking pool.
+
+use std::io::{self, SeekFrom};
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use cap_std::fs::{Dir, DirBuilder, Metadata, OpenOptions, Permissions};
+use cap_std::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use ferroftp_proto::listing::{EntryFacts, EntryKind};
+use tokio::io::AsyncSeekExt;
+
+use super::{Reader, Storage, StorageError, WriteMode, Writer};
+use crate::path::VirtualPath;
+
+/// A directory on the local filesystem.
+#[derive(Debug, Clone)]
+pub struct LocalFs {
+    /// The root; every path resolves beneath it.
+    root: Arc<Dir>,
+}
+
+impl LocalFs {
+    /// Opens `root` as a storage root.
+    ///
+    /// # Errors
+    /// The I/O error if `root` cannot be opened as a directory.
+    pub fn open(root: &Path) -> io::Result<LocalFs> {
+        let dir = Dir::open_ambient_dir(root, cap_std::ambient_authority())?;
+        Ok(LocalFs { root: Arc::new(dir) })
+    }
+
+    /// Runs a blocking closure against the root on the blocking pool.
+    async fn blocking<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Dir) -> io::Result<T> + Send + 'static,
+    {
+        let root = Arc::clone(&self.root);
+        match tokio::task::spawn_blocking(move || f(&root)).await {
+            Ok(result) => result.map_err(StorageError::from),
+            Err(join) => Err(StorageError::Io(io::Error::other(join.to_string()))),
+        }
+    }
+}
+
+fn facts(name: String, meta: &Metadata) -> EntryFacts {
+    let ft = meta.file_type();
+    let kind = if ft.is_dir() {
+        EntryKind::Directory
+    } else if ft.is_file() {
+        EntryKind::File
+    } else if ft.is_symlink() {
+        EntryKind::Symlink
+    } else {
+        EntryKind::Other
+    };
+    EntryFacts { name, kind, size: meta.len(), modified: meta.mtime(), mode: meta.mode() & 0o7777, nlink: meta.nlink() }
+}
+
+fn name_of(path: &VirtualPath) -> String {
+    path.file_name().unwrap_or("/").to_string()
+}
+
+#[async_trait]
+impl Storage for LocalFs {
+    async fn metadata(&self, path: &VirtualPath) -> Result<EntryFacts, StorageError> {
+        let rel = path.relative();
+        let name = name_of(path);
+        self.blocking(move |root| root.metadata(&rel).map(|m| facts(name, &m))).await
+    }
+
+    async fn list(&self, path: &VirtualPath) -> Result<Vec<EntryFacts>, StorageError> {
+        let rel = path.relative();
+        self.blocking(move |root| {
+            let dir = root.open_dir(&rel)?;
+            let mut entries = Vec::new();
+            for entry in dir.entries()? {
+                let entry = entry?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                // An entry may vanish between readdir and stat; skip it.
+                if let Ok(meta) = dir.symlink_metadata(entry.file_name()) {
+                    entries.push(facts(name, &meta));
+                }
+            }
+            entries.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(entries)
+        })
+        .await
+    }
+
+    async fn open_read(&self, path: &VirtualPath, offset: u64) -> Result<Reader, StorageError> {
+        let rel = path.relative();
+        let file = self
+            .blocking(move |root| {
+                let file = root.open(&rel)?;
+                if file.metadata()?.is_dir() {
+                    return Err(io::Error::from(io::ErrorKind::IsADirectory));
+                }
+                Ok(file.into_std())
+            })
+            .await?;
+        let mut file = tokio::fs::File::from_std(file);
+        if offset > 0 {
+            file.seek(SeekFrom::Start(offset)).await?;
+        }
+        Ok(Box::new(file))
+    }
+
+    async fn open_write(&self, path: &VirtualPath, mode: WriteMode, umask: u32) -> Result<Writer, StorageError> {
+        let rel = path.relative();
+        let file = self
+            .blocking(move |root| {
+                let mut options = OpenOptions::new();
+                options.write(true).mode(0o666 & !umask);
+                match mode {
+                    WriteMode::Truncate => options.create(true).truncate(true),
+                    WriteMode::Append => options.create(true).append(true),
+                    WriteMode::At(_) => options.create(true),
+                    WriteMode::CreateNew => options.create_new(true),
+                };
+                let file = root.open_with(&rel, &options)?;
+                if let WriteMode::At(offset) = mode {
+                    file.set_len(offset)?;
+                }
+                Ok(file.into_std())
+            })
+            .await?;
+        let mut file = tokio::fs::File::from_std(file);
+        if let WriteMode::At(offset) = mode {
+            file.seek(SeekFrom::Start(offset)).await?;
+        }
+        Ok(Box::new(file))
+    }
+
+    async fn mkdir(&self, path: &VirtualPath, umask: u32) -> Result<(), StorageError> {
+        let rel = path.relative();
+        self.blocking(move |root| {
+            let mut builder = DirBuilder::new();
+            builder.mode(0o777 & !umask);
+            root.create_dir_with(&rel, &builder)
+        })
+        .await
+    }
+
+    async fn rmdir(&self, path: &VirtualPath) -> Result<(), StorageError> {
+        let rel = path.relative();
+        self.blocking(move |root| root.remove_dir(&rel)).await
+    }
+
+    async fn delete(&self, path: &VirtualPath) -> Result<(), StorageError> {
+        let rel = path.relative();
+        self.blocking(move |root| {
+            if root.symlink_metadata(&rel)?.is_dir() {
+                return Err(io::Error::from(io::ErrorKind::IsADirectory));
+            }
+            root.remove_file(&rel)
+        })
+        .await
+    }
+
+    async fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<(), StorageError> {
+        let (from, to) = (from.relative(), to.relative());
+        self.blocking(move |root| root.rename(&from, root, &to)).await
+    }
+
+    async fn set_mode(&self, path: &VirtualPath, mode: u32) -> Result<(), StorageError> {
+        let rel = path.relative();
+        self.blocking(move |root| root.set_permissions(&rel, Permissions::from_mode(mode))).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn symlink_out_of_root_is_refused() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), b"secret").unwrap();
+        let root = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("escape")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.path().join("passwd")).unwrap();
+        let fs = LocalFs::open(root.path()).unwrap();
+        let p = VirtualPath::root().resolve("escape/secret");
+        assert!(fs.open_read(&p, 0).await.is_err());
+        assert!(fs.open_read(&VirtualPath::root().resolve("passwd"), 0).await.is_err());
+        assert!(fs.list(&VirtualPath::root().resolve("escape")).await.is_err());
+        assert!(fs.open_write(&p, WriteMode::Truncate, 0o022).await.is_err());
+        assert_eq!(std::fs::read(outside.path().join("secret")).unwrap(), b"secret");
+    }
+
+    #[tokio::test]
+    async fn read_from_offset_and_write_at_offset() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("f"), b"0123456789").unwrap();
+        let fs = LocalFs::open(root.path()).unwrap();
+        let p = VirtualPath::root().resolve("f");
+        let mut r = fs.open_read(&p, 4).await.unwrap();
+        let mut s = Vec::new();
+        r.read_to_end(&mut s).await.unwrap();
+        assert_eq!(s, b"456789");
+        let mut w = fs.open_write(&p, WriteMode::At(3), 0o022).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut w, b"xy").await.unwrap();
+        tokio::io::AsyncWriteExt::shutdown(&mut w).await.unwrap();
+        drop(w);
+        assert_eq!(std::fs::read(root.path().join("f")).unwrap(), b"012xy");
+    }
+}

@@ -1,0 +1,139 @@
+//! Storage: the trait every backend implements, and its error type.
+//!
+//! The trait is shaped for a POSIX directory and an object store alike:
+//! whole-path operations, reads from an offset, writes that create,
+//! truncate, append or continue at an offset. Paths are always
+//! [`VirtualPath`]s, already normalized. Listing formats are not the
+//! backend's business: it returns [`EntryFacts`] and the session formats.
+
+pub mod local;
+
+use std::io;
+
+use async_trait::async_trait;
+use ferroftp_proto::code;
+use ferroftp_proto::listing::EntryFacts;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::path::VirtualPath;
+
+pub use local::LocalFs;
+
+/// A byte stream read from storage.
+pub type Reader = Box<dyn AsyncRead + Send + Unpin>;
+/// A byte stream written to storage.
+pub type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// How an upload opens its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Create, or truncate an existing file (STOR).
+    Truncate,
+    /// Create, or add to the end of an existing file (APPE).
+    Append,
+    /// Continue at this offset, dropping anything after it (REST + STOR).
+    At(u64),
+    /// Create a new file; fail if the name exists (STOU).
+    CreateNew,
+}
+
+/// What went wrong in a storage operation, and the reply it maps to.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// No such file or directory: 550.
+    #[error("No such file or directory")]
+    NotFound,
+    /// Permission denied, or the path would leave the root: 550.
+    #[error("Permission denied")]
+    PermissionDenied,
+    /// The name exists already: 550 (553 for STOU name choice).
+    #[error("File exists")]
+    AlreadyExists,
+    /// A directory was expected: 550.
+    #[error("Not a directory")]
+    NotADirectory,
+    /// A file was expected: 550.
+    #[error("Is a directory")]
+    IsADirectory,
+    /// RMD of a directory that still has entries: 550.
+    #[error("Directory not empty")]
+    DirectoryNotEmpty,
+    /// The disk is full: 452.
+    #[error("Insufficient storage space")]
+    NoSpace,
+    /// A quota was exceeded: 552.
+    #[error("Exceeded storage allocation")]
+    QuotaExceeded,
+    /// The name cannot be stored: 553.
+    #[error("File name not allowed")]
+    InvalidName,
+    /// Any other I/O failure: 451.
+    #[error("Local error: {0}")]
+    Io(io::Error),
+}
+
+impl StorageError {
+    /// The reply code for this error.
+    pub fn reply_code(&self) -> u16 {
+        match self {
+            StorageError::NotFound
+            | StorageError::PermissionDenied
+            | StorageError::AlreadyExists
+            | StorageError::NotADirectory
+            | StorageError::IsADirectory
+            | StorageError::DirectoryNotEmpty => code::FILE_UNAVAILABLE,
+            StorageError::NoSpace => code::INSUFFICIENT_STORAGE,
+            StorageError::QuotaExceeded => code::EXCEEDED_STORAGE,
+            StorageError::InvalidName => code::FILE_NAME_NOT_ALLOWED,
+            StorageError::Io(_) => code::LOCAL_ERROR,
+        }
+    }
+}
+
+impl From<io::Error> for StorageError {
+    fn from(e: io::Error) -> Self {
+        use io::ErrorKind as K;
+        match e.kind() {
+            K::NotFound => StorageError::NotFound,
+            K::PermissionDenied => StorageError::PermissionDenied,
+            K::AlreadyExists => StorageError::AlreadyExists,
+            K::NotADirectory => StorageError::NotADirectory,
+            K::IsADirectory => StorageError::IsADirectory,
+            K::DirectoryNotEmpty => StorageError::DirectoryNotEmpty,
+            K::StorageFull => StorageError::NoSpace,
+            K::QuotaExceeded => StorageError::QuotaExceeded,
+            K::InvalidFilename => StorageError::InvalidName,
+            _ => match e.raw_os_error() {
+                // cap-std reports an escape attempt (a symlink pointing out
+                // of the root, say) as EPERM/EACCES or its own error.
+                Some(1) | Some(13) => StorageError::PermissionDenied,
+                Some(36) => StorageError::InvalidName,
+                Some(40) => StorageError::PermissionDenied, // ELOOP
+                _ => StorageError::Io(e),
+            },
+        }
+    }
+}
+
+/// A place files live: a local directory now, an object store later.
+#[async_trait]
+pub trait Storage: Send + Sync + std::fmt::Debug {
+    /// Facts about one entry (following symlinks that stay inside).
+    async fn metadata(&self, path: &VirtualPath) -> Result<EntryFacts, StorageError>;
+    /// The entries of a directory, sorted by name.
+    async fn list(&self, path: &VirtualPath) -> Result<Vec<EntryFacts>, StorageError>;
+    /// Opens a file for reading from `offset`.
+    async fn open_read(&self, path: &VirtualPath, offset: u64) -> Result<Reader, StorageError>;
+    /// Opens a file for writing; `umask` clears bits of a new file's mode.
+    async fn open_write(&self, path: &VirtualPath, mode: WriteMode, umask: u32) -> Result<Writer, StorageError>;
+    /// Creates a directory.
+    async fn mkdir(&self, path: &VirtualPath, umask: u32) -> Result<(), StorageError>;
+    /// Removes an empty directory.
+    async fn rmdir(&self, path: &VirtualPath) -> Result<(), StorageError>;
+    /// Deletes a file.
+    async fn delete(&self, path: &VirtualPath) -> Result<(), StorageError>;
+    /// Renames a file or directory.
+    async fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<(), StorageError>;
+    /// Sets permission bits.
+    async fn set_mode(&self, path: &VirtualPath, mode: u32) -> Result<(), StorageError>;
+}
