@@ -16,6 +16,7 @@ const DONT: u8 = 254;
 const WILL: u8 = 251;
 const SB: u8 = 250;
 const SE: u8 = 240;
+const IP: u8 = 244;
 
 /// What the decoder found in the byte stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +47,8 @@ pub struct LineDecoder {
     discarding: bool,
     /// The longest line accepted.
     max: usize,
+    /// A Telnet Interrupt Process arrived since the last check.
+    interrupted: bool,
 }
 
 impl Default for LineDecoder {
@@ -57,7 +60,13 @@ impl Default for LineDecoder {
 impl LineDecoder {
     /// A decoder that accepts lines up to `max` bytes.
     pub fn new(max: usize) -> Self {
-        LineDecoder { line: Vec::new(), telnet: Telnet::Data, discarding: false, max }
+        LineDecoder { line: Vec::new(), telnet: Telnet::Data, discarding: false, max, interrupted: false }
+    }
+
+    /// True once after a Telnet Interrupt Process (IAC IP) arrived: the
+    /// client is about to send the Synch and ABOR.
+    pub fn take_interrupt(&mut self) -> bool {
+        std::mem::take(&mut self.interrupted)
     }
 
     /// True when part of a line has been received but not its end.
@@ -84,8 +93,19 @@ impl LineDecoder {
                         }
                         WILL..=DONT => Telnet::Negotiation,
                         SB => Telnet::Subnegotiation,
+                        IP => {
+                            self.interrupted = true;
+                            Telnet::Data
+                        }
                         // IP, DM, AO, AYT, NOP ... carry no data.
-                        _ => Telnet::Data,
+                        240..=249 => Telnet::Data,
+                        // Not a Telnet command: the IAC stood alone (as when
+                        // the urgent DM after `IAC` was taken out of band),
+                        // so the byte is data.
+                        data => {
+                            self.push(data, out);
+                            Telnet::Data
+                        }
                     }
                 }
                 Telnet::Negotiation => self.telnet = Telnet::Data,
@@ -166,7 +186,19 @@ mod tests {
     #[test]
     fn telnet_ip_and_synch_before_abor() {
         // IAC IP IAC DM ABOR CRLF, as clients send it with urgent data inline.
-        assert_eq!(decode(b"\xff\xf4\xff\xf2ABOR\r\n"), vec![line(b"ABOR")]);
+        let mut d = LineDecoder::default();
+        let mut out = Vec::new();
+        d.feed(b"\xff\xf4\xff", &mut out);
+        assert!(d.take_interrupt());
+        assert!(!d.take_interrupt());
+        d.feed(b"\xf2ABOR\r\n", &mut out);
+        assert_eq!(out, vec![line(b"ABOR")]);
+    }
+
+    #[test]
+    fn synch_with_dm_taken_out_of_band() {
+        // Without SO_OOBINLINE the kernel removes the urgent DM byte.
+        assert_eq!(decode(b"\xff\xf4\xffABOR\r\n"), vec![line(b"ABOR")]);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use ferroftp_proto::{code, Command, LineDecoder, LineEvent, Reply, TransferType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -33,6 +33,11 @@ use crate::transfer::{self, Job, TransferError};
 /// Lines queued while a transfer runs; past this the control connection is
 /// not read until the transfer ends (back-pressure, not unbounded memory).
 const MAX_QUEUED_LINES: usize = 32;
+
+/// While a transfer runs, and for a while after a Telnet Interrupt Process,
+/// the control connection is also read on this tick (see `read_control`).
+const URGENT_POLL_EVERY: Duration = Duration::from_millis(20);
+const URGENT_POLL_FOR: Duration = Duration::from_secs(3);
 
 /// Default file-creation mask for new files and directories.
 pub(crate) const DEFAULT_UMASK: u32 = 0o022;
@@ -183,6 +188,37 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
+/// Reads the control connection. With `poll`, the socket is also read
+/// directly on a short tick, bypassing tokio's cached readiness: after TCP
+/// urgent data (the Synch before ABOR, or ftplib's whole `ABOR` sent as
+/// urgent data) an edge-triggered wake-up can be lost, leaving the bytes
+/// unread in the socket while the task waits forever.
+async fn read_control(reader: &mut OwnedReadHalf, buf: &mut [u8], poll: bool) -> io::Result<usize> {
+    if !poll {
+        return reader.read(buf).await;
+    }
+    loop {
+        // tokio's own read first: on EAGAIN it clears the cached readiness,
+        // so `readable()` below really waits instead of spinning.
+        match reader.try_read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        // Then the socket itself, in case tokio missed the wake-up.
+        let socket = socket2::SockRef::from(reader.as_ref());
+        match std::io::Read::read(&mut &*socket, buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+            Err(e) => return Err(e),
+        }
+        tokio::select! {
+            ready = reader.readable() => ready?,
+            () = tokio::time::sleep(URGENT_POLL_EVERY) => {}
+        }
+    }
+}
+
 async fn wait_transfer(t: &mut Option<RunningTransfer>) -> Result<Result<u64, TransferError>, tokio::task::JoinError> {
     match t {
         Some(t) => (&mut t.task).await,
@@ -191,18 +227,24 @@ async fn wait_transfer(t: &mut Option<RunningTransfer>) -> Result<Result<u64, Tr
 }
 
 impl Session {
-    async fn run(
-        &mut self,
-        reader: &mut tokio::net::tcp::OwnedReadHalf,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> io::Result<()> {
+    async fn run(&mut self, reader: &mut OwnedReadHalf, shutdown: &mut watch::Receiver<bool>) -> io::Result<()> {
         self.send(&Reply::new(code::SERVICE_READY, format!("ferroftp {} ready.", crate::VERSION))).await?;
         let mut decoder = LineDecoder::default();
         let mut queue: VecDeque<LineEvent> = VecDeque::new();
         let mut events = Vec::new();
         let mut buf = vec![0u8; 4096];
         let mut deadline = Instant::now() + self.idle_timeout;
+        // Clients send IAC IP, then the Synch (IAC DM with DM as TCP urgent
+        // data), then ABOR. Edge-triggered epoll can miss the readiness of
+        // the bytes that follow urgent data: they sit in the socket and no
+        // wake-up comes (seen here: ABOR unread in Recv-Q, session stalled).
+        // So during transfers, and for a while after an IP, we also read on
+        // a short tick.
+        let mut urgent_watch_until: Option<Instant> = None;
         loop {
+            if urgent_watch_until.is_some_and(|until| Instant::now() > until) {
+                urgent_watch_until = None;
+            }
             if self.transfer.is_none() {
                 if let Some(event) = queue.pop_front() {
                     if !self.handle_event(event).await? {
@@ -214,12 +256,15 @@ impl Session {
             }
             let may_read = queue.len() < MAX_QUEUED_LINES;
             tokio::select! {
-                read = reader.read(&mut buf), if may_read => {
+                read = read_control(reader, &mut buf, urgent_watch_until.is_some() || self.transfer.is_some()), if may_read => {
                     let n = read?;
                     if n == 0 {
                         return Ok(());
                     }
                     decoder.feed(&buf[..n], &mut events);
+                    if decoder.take_interrupt() {
+                        urgent_watch_until = Some(Instant::now() + URGENT_POLL_FOR);
+                    }
                     for event in events.drain(..) {
                         if self.transfer.is_some() {
                             if let Some(reply) = self.during_transfer(&event).await {

@@ -1,0 +1,137 @@
+//! The built `ferroftp` binary: start-up messages, config errors that name
+//! the key, the users-file commands, and a hand session like the seed's.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ferroftp");
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `ferroftp serve ARGS` on a free port; returns it and the port.
+fn serve(args: &[&str]) -> (Running, u16) {
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let port = line
+        .split("listening on 127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    (Running(child), port)
+}
+
+fn converse(port: u16, input: &[u8]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(input).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn serves_anonymously_read_only_by_default() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("hello.txt"), b"hi").unwrap();
+    let (_server, port) = serve(&["--root", root.path().to_str().unwrap()]);
+    let out = converse(port, b"USER ftp\nPASS 123\nPWD\nSTAT\nMKD nope\nSIZE hello.txt\nQUIT\n");
+    let codes: Vec<&str> = out
+        .lines()
+        .filter(|l| l.len() > 3 && l.as_bytes()[0].is_ascii_digit() && &l[3..4] == " ")
+        .map(|l| &l[..3])
+        .collect();
+    assert_eq!(codes, ["220", "331", "230", "257", "211", "550", "213", "221"], "{out}");
+    assert!(out.contains("Logged in as ftp"), "{out}");
+    assert!(!root.path().join("nope").exists());
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    for (text, key) in [
+        ("listn = \"127.0.0.1:21\"\n", "listn"),
+        ("passive_ports = \"9-1\"\n", "passive_ports"),
+        ("idle_timeout = \"soon\"\n", "idle_timeout"),
+        ("root = \"/nonexistent/ferroftp\"\n", "root"),
+    ] {
+        std::fs::write(&bad, text).unwrap();
+        let out = Command::new(BIN).args(["serve", "--config", bad.to_str().unwrap()]).output().unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{text} -> {err}");
+    }
+    let out = Command::new(BIN).args(["serve", "--passive-ports", "100-90"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("passive_ports"));
+}
+
+fn user_cmd(args: &[&str], stdin: &str) -> std::process::Output {
+    let mut child = Command::new(BIN)
+        .arg("user")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn user_commands_manage_the_users_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let file = dir.path().join("users.toml");
+    let f = file.to_str().unwrap();
+    let h = home.to_str().unwrap();
+    assert!(user_cmd(&["add", "--file", f, "bob", "--home", h, "--write", "--password-stdin"], "first pw\n")
+        .status
+        .success());
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("$argon2id$") && !text.contains("first pw"), "{text}");
+    assert!(!user_cmd(&["add", "--file", f, "bob", "--home", h, "--password-stdin"], "x\n").status.success());
+    assert!(!user_cmd(&["add", "--file", f, "anonymous", "--home", h, "--password-stdin"], "x\n").status.success());
+    let list = user_cmd(&["list", "--file", f], "");
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(listed.contains("bob\tread-write"), "{listed}");
+    assert!(!listed.contains("argon2"), "{listed}");
+
+    let (server, port) = serve(&["--users", f, "--no-anonymous"]);
+    let out = converse(port, b"USER bob\r\nPASS first pw\r\nMKD made\r\nQUIT\r\n");
+    assert!(out.contains("230 ") && out.contains("257 "), "{out}");
+    drop(server);
+
+    assert!(user_cmd(&["passwd", "--file", f, "bob", "--password-stdin"], "second pw\n").status.success());
+    let (server, port) = serve(&["--users", f, "--no-anonymous"]);
+    let out =
+        converse(port, b"USER bob\r\nPASS first pw\r\nUSER bob\r\nPASS second pw\r\nUSER ftp\r\nPASS x\r\nQUIT\r\n");
+    let codes: Vec<&str> = out.lines().map(|l| &l[..3]).collect();
+    assert_eq!(codes, ["220", "331", "530", "331", "230", "331", "530", "221"], "{out}");
+    drop(server);
+
+    assert!(user_cmd(&["del", "--file", f, "bob"], "").status.success());
+    assert!(!user_cmd(&["del", "--file", f, "bob"], "").status.success());
+    assert!(!String::from_utf8_lossy(&user_cmd(&["list", "--file", f], "").stdout).contains("bob"));
+}

@@ -1,0 +1,188 @@
+//! Data-connection set-up: announced addresses, port ranges, the peer
+//! check, bounce protection, EPSV ALL, timeouts and the active source port.
+//! Every address here is a loopback one; 127.0.0.2 plays the foreign host.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+
+use crate::helpers::*;
+
+#[test]
+fn pasv_announces_public_address_and_uses_the_range() {
+    let server = TestServer::start_with(|f| {
+        f.passive_ports = Some("40100-40110".into());
+        f.public_address = Some("127.0.0.9".into());
+    });
+    let mut c = server.login();
+    for _ in 0..5 {
+        let addr = c.pasv();
+        assert_eq!(addr.ip().to_string(), "127.0.0.9");
+        assert!((40100..=40110).contains(&addr.port()), "{addr}");
+        let port = c.epsv();
+        assert!((40100..=40110).contains(&port), "{port}");
+    }
+    // The listener is on the control connection's address, so the
+    // announced port works there.
+    let port = c.epsv();
+    std::fs::write(server.path("f"), b"data").unwrap();
+    c.send("RETR f");
+    assert_eq!(c.reply().0, 150);
+    let mut data = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut got = Vec::new();
+    data.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"data");
+    assert_eq!(c.reply().0, 226);
+}
+
+#[test]
+fn a_full_passive_range_answers_425() {
+    let server = TestServer::start_with(|f| f.passive_ports = Some("40120-40121".into()));
+    let _a = TcpListener::bind("127.0.0.1:40120").unwrap();
+    let _b = TcpListener::bind("127.0.0.1:40121").unwrap();
+    let mut c = server.login();
+    let text = c.ok("PASV", 425);
+    assert!(text.contains("40120-40121"), "{text}");
+}
+
+#[test]
+fn passive_connection_from_a_foreign_address_is_refused() {
+    let server = TestServer::start();
+    std::fs::write(server.path("secret"), b"only for the client").unwrap();
+    let mut c = server.login();
+    let addr = c.pasv();
+    c.send("RETR secret");
+    assert_eq!(c.reply().0, 150);
+    // A thief on another address reaches the port first.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&"127.0.0.2:0".parse::<SocketAddr>().unwrap().into()).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let mut thief: TcpStream = socket.into();
+    thief.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut stolen = Vec::new();
+    let _ = thief.read_to_end(&mut stolen);
+    assert!(stolen.is_empty(), "the thief got {stolen:?}");
+    // The real client still gets the file.
+    let mut data = TcpStream::connect(addr).unwrap();
+    let mut got = Vec::new();
+    data.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"only for the client");
+    assert_eq!(c.reply().0, 226);
+}
+
+#[test]
+fn passive_peer_check_can_be_turned_off_for_proxies() {
+    let server = TestServer::start_with(|f| f.passive_peer_check = Some(false));
+    std::fs::write(server.path("f"), b"via proxy").unwrap();
+    let mut c = server.login();
+    let addr = c.pasv();
+    c.send("RETR f");
+    assert_eq!(c.reply().0, 150);
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&"127.0.0.2:0".parse::<SocketAddr>().unwrap().into()).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let mut proxy: TcpStream = socket.into();
+    let mut got = Vec::new();
+    proxy.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"via proxy");
+    assert_eq!(c.reply().0, 226);
+}
+
+#[test]
+fn bounce_protection_refuses_foreign_hosts_and_low_ports() {
+    let server = TestServer::start();
+    let mut c = server.login();
+    // Refused before any connection is attempted.
+    let text = c.ok("PORT 127,0,0,2,200,10", 504);
+    assert!(text.contains("bounce"), "{text}");
+    c.ok("EPRT |1|127.0.0.2|51210|", 504);
+    c.ok("PORT 127,0,0,1,0,25", 504);
+    c.ok("EPRT |1|127.0.0.1|80|", 504);
+    c.ok("EPRT |2|::1|5000|", 504);
+    // Nothing was set up, so a transfer has no data connection.
+    c.ok("LIST", 425);
+}
+
+#[test]
+fn epsv_all_forbids_other_setups() {
+    let server = TestServer::start();
+    let mut c = server.login();
+    c.ok("EPSV ALL", 200);
+    c.ok("PASV", 503);
+    c.ok("PORT 127,0,0,1,200,10", 503);
+    c.ok("EPRT |1|127.0.0.1|51210|", 503);
+    assert_eq!(c.fetch(Mode::Epsv, "NLST"), b"");
+}
+
+#[test]
+fn nobody_connecting_gives_425_and_the_session_goes_on() {
+    let server = TestServer::start_with(|f| f.data_timeout = Some(1));
+    let mut c = server.login();
+    c.pasv();
+    c.send("LIST");
+    assert_eq!(c.reply().0, 150);
+    let (code, text) = c.reply();
+    assert_eq!(code, 425, "{text}");
+    // Active mode to a port nobody listens on.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    c.ok(&format!("PORT 127,0,0,1,{},{}", port >> 8, port & 0xff), 200);
+    c.send("LIST");
+    assert_eq!(c.reply().0, 150);
+    let (code, text) = c.reply();
+    assert_eq!(code, 425, "{text}");
+    assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+    c.ok("NOOP", 200);
+}
+
+#[test]
+fn active_connections_come_from_port_20_when_allowed() {
+    let server = TestServer::start();
+    let privileged = std::net::TcpListener::bind("127.0.0.1:20").is_ok();
+    let mut c = server.login();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = listener.local_addr().unwrap();
+    c.ok(&format!("EPRT |1|127.0.0.1|{}|", a.port()), 200);
+    c.send("NLST");
+    assert_eq!(c.reply().0, 150);
+    let (_stream, from) = listener.accept().unwrap();
+    assert_eq!(c.reply().0, 226);
+    if privileged {
+        assert_eq!(from.port(), 20, "active source port");
+    } else {
+        assert_ne!(from.port(), 20, "cannot bind 20 without privilege, so it must fall back");
+    }
+}
+
+#[test]
+fn ipv6_control_connection_uses_epsv_and_eprt() {
+    let Ok(probe) = TcpListener::bind("[::1]:0") else {
+        panic!("IPv6 loopback is not available on this machine");
+    };
+    drop(probe);
+    let server = TestServer::start_with(|f| f.listen = Some("[::1]:0".into()));
+    let mut c = Ctl::connect(server.addr);
+    c.ok("USER ftp", 331);
+    c.ok("PASS x", 230);
+    std::fs::write(server.path("v6"), b"six").unwrap();
+    c.ok("PASV", 425);
+    c.ok("EPSV 1", 522);
+    let port = c.epsv();
+    c.send("RETR v6");
+    assert_eq!(c.reply().0, 150);
+    let mut data = TcpStream::connect(("::1", port)).unwrap();
+    let mut got = Vec::new();
+    data.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"six");
+    assert_eq!(c.reply().0, 226);
+    let listener = TcpListener::bind("[::1]:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    c.ok(&format!("EPRT |2|::1|{port}|"), 200);
+    c.send("RETR v6");
+    assert_eq!(c.reply().0, 150);
+    let (mut s, _) = listener.accept().unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"six");
+    assert_eq!(c.reply().0, 226);
+}

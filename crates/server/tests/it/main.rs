@@ -1,0 +1,9 @@
+//! Integration tests: a real server started in-process on 127.0.0.1:0,
+//! driven with raw sockets and a third-party client (suppaftp).
+
+mod commands;
+mod data_connections;
+mod helpers;
+mod robustness;
+mod suppaftp_client;
+mod transfers;

@@ -1,0 +1,188 @@
+//! Uploads and downloads in every data-connection mode, compared byte for
+//! byte; REST, APPE, STOU, TYPE A; ABOR, STAT and QUIT mid-transfer.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use crate::helpers::*;
+
+#[test]
+fn round_trip_every_mode_with_unicode_names() {
+    let server = TestServer::start();
+    let mut c = server.login();
+    c.ok("TYPE I", 200);
+    c.ok("MKD 目录 dir", 257);
+    for (i, mode) in ALL_MODES.into_iter().enumerate() {
+        let body = random_bytes(3 * 1024 * 1024 + i, i as u64 + 1);
+        let name = format!("目录 dir/测试 文件 {i}.bin");
+        c.upload(mode, &format!("STOR {name}"), &body);
+        assert_eq!(read(&server.path(&name)), body, "{mode:?} stored bytes");
+        assert_eq!(c.fetch(mode, &format!("RETR {name}")), body, "{mode:?} retrieved bytes");
+        let names = String::from_utf8(c.fetch(mode, "NLST 目录 dir")).unwrap();
+        assert!(names.contains(&format!("测试 文件 {i}.bin\r\n")), "{names}");
+    }
+}
+
+#[test]
+fn rest_resumes_downloads_and_uploads() {
+    let server = TestServer::start();
+    let body = random_bytes(1_000_000, 7);
+    std::fs::write(server.path("big"), &body).unwrap();
+    let mut c = server.login();
+    c.ok("TYPE I", 200);
+    c.ok("REST 999000", 350);
+    assert_eq!(c.fetch(Mode::Pasv, "RETR big"), &body[999_000..]);
+    // The offset is used once.
+    assert_eq!(c.fetch(Mode::Pasv, "RETR big"), body);
+    c.ok("REST 2000000", 350);
+    c.ok("RETR big", 550);
+    // An upload broken off after 400,000 bytes, resumed with REST + STOR.
+    c.upload(Mode::Port, "STOR partial", &body[..400_000]);
+    c.ok("REST 400000", 350);
+    c.upload(Mode::Pasv, "STOR partial", &body[400_000..]);
+    assert_eq!(read(&server.path("partial")), body);
+    // And with APPE.
+    c.upload(Mode::Pasv, "STOR appended", &body[..123]);
+    c.upload(Mode::Epsv, "APPE appended", &body[123..]);
+    assert_eq!(read(&server.path("appended")), body);
+    // APPE creates a missing file.
+    c.upload(Mode::Pasv, "APPE fresh", b"fresh");
+    assert_eq!(read(&server.path("fresh")), b"fresh");
+}
+
+#[test]
+fn stou_names_the_file_in_the_150_reply() {
+    let server = TestServer::start();
+    std::fs::write(server.path("report.txt"), b"old").unwrap();
+    let mut c = server.login();
+    c.ok("TYPE I", 200);
+    let (first, last) = c.upload(Mode::Pasv, "STOU report.txt", b"new one");
+    let name = first.trim_end().strip_prefix("150 FILE: ").unwrap_or_else(|| panic!("{first}")).to_string();
+    assert_ne!(name, "report.txt");
+    assert!(last.contains(&name));
+    assert_eq!(read(&server.path(&name)), b"new one");
+    assert_eq!(read(&server.path("report.txt")), b"old");
+    let (first, _) = c.upload(Mode::Pasv, "STOU", b"anon");
+    let name = first.trim_end().strip_prefix("150 FILE: ").unwrap().to_string();
+    assert_eq!(read(&server.path(&name)), b"anon");
+}
+
+#[test]
+fn type_a_converts_line_ends_both_ways() {
+    let server = TestServer::start();
+    std::fs::write(server.path("unix.txt"), b"x\ny\n").unwrap();
+    let mut c = server.login();
+    c.ok("TYPE A", 200);
+    assert_eq!(c.fetch(Mode::Pasv, "RETR unix.txt"), b"x\r\ny\r\n");
+    c.upload(Mode::Pasv, "STOR dos.txt", b"a\r\nb\r\n");
+    assert_eq!(read(&server.path("dos.txt")), b"a\nb\n");
+    c.ok("TYPE I", 200);
+    assert_eq!(c.fetch(Mode::Pasv, "RETR unix.txt"), b"x\ny\n");
+}
+
+#[test]
+fn list_forms() {
+    let server = TestServer::start();
+    std::fs::create_dir(server.path("d")).unwrap();
+    std::fs::write(server.path("d/one two.txt"), b"abc").unwrap();
+    let mut c = server.login();
+    let listing = String::from_utf8(c.fetch(Mode::Pasv, "LIST -la d")).unwrap();
+    assert!(listing.starts_with("-rw-") && listing.ends_with(" one two.txt\r\n"), "{listing}");
+    let one = String::from_utf8(c.fetch(Mode::Pasv, "LIST d/one two.txt")).unwrap();
+    assert_eq!(one.lines().count(), 1);
+    assert!(one.contains("             3 "), "{one}");
+    let all = String::from_utf8(c.fetch(Mode::Pasv, "LIST -a")).unwrap();
+    assert!(all.contains(" d\r\n"), "{all}");
+    c.ok("PASV", 227);
+    c.ok("LIST missing", 550);
+    // A fresh session has no data connection set up.
+    let mut fresh = server.login();
+    fresh.ok("LIST", 425);
+    fresh.ok("RETR d/one two.txt", 425);
+    fresh.ok("NLST", 425);
+}
+
+/// Starts RETR of a large file and reads only a little of it, so the
+/// transfer is in flight with the client holding the data connection open.
+fn start_stalled_retr(server: &TestServer, c: &mut Ctl) -> std::net::TcpStream {
+    std::fs::write(server.path("huge"), random_bytes(64 * 1024 * 1024, 3)).unwrap();
+    c.ok("TYPE I", 200);
+    let pending = c.data(Mode::Pasv);
+    c.send("RETR huge");
+    assert_eq!(c.reply().0, 150);
+    let mut data = pending.open();
+    let mut first = [0u8; 1000];
+    data.read_exact(&mut first).unwrap();
+    data
+}
+
+#[test]
+fn abor_with_telnet_synch_stops_a_running_transfer() {
+    let server = TestServer::start();
+    let mut c = server.login();
+    let mut data = start_stalled_retr(&server, &mut c);
+    let progress = c.ok("STAT", 213);
+    assert!(progress.contains("RETR huge in progress"), "{progress}");
+    // Telnet IP, then Synch: IAC as normal data, DM as urgent data.
+    c.send_raw(b"\xff\xf4\xff");
+    socket2::SockRef::from(&c.stream).send_out_of_band(b"\xf2").unwrap();
+    c.send("ABOR");
+    assert_eq!(c.reply().0, 426);
+    assert_eq!(c.reply().0, 226);
+    // The data connection is closed: reading ends well short of 64 MiB.
+    data.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut rest = Vec::new();
+    let _ = data.read_to_end(&mut rest);
+    assert!(rest.len() < 60 * 1024 * 1024, "read {} more bytes", rest.len());
+    // The session goes on.
+    c.ok("NOOP", 200);
+    assert_eq!(c.fetch(Mode::Pasv, "NLST"), b"huge\r\n");
+    c.ok("ABOR", 226);
+}
+
+#[test]
+fn commands_during_a_transfer_wait_their_turn_and_quit_waits_for_it() {
+    let server = TestServer::start();
+    let mut c = server.login();
+    let mut data = start_stalled_retr(&server, &mut c);
+    c.send("NOOP");
+    c.send("QUIT");
+    let mut all = Vec::new();
+    data.read_to_end(&mut all).unwrap();
+    assert_eq!(all.len() + 1000, 64 * 1024 * 1024);
+    assert_eq!(c.reply().0, 226);
+    assert_eq!(c.reply().0, 200);
+    assert_eq!(c.reply().0, 221);
+    assert_eq!(c.read_to_end(), "");
+}
+
+#[test]
+fn a_broken_data_connection_gives_426_and_the_session_goes_on() {
+    let server = TestServer::start();
+    let mut c = server.login();
+    let data = start_stalled_retr(&server, &mut c);
+    drop(data);
+    let (code, text) = c.reply();
+    assert_eq!(code, 426, "{text}");
+    c.ok("NOOP", 200);
+    c.upload(Mode::Pasv, "STOR after", b"fine");
+    assert_eq!(read(&server.path("after")), b"fine");
+}
+
+#[test]
+fn upload_data_is_all_written_before_226() {
+    let server = TestServer::start();
+    let mut c = server.login();
+    c.ok("TYPE I", 200);
+    let body = random_bytes(5 * 1024 * 1024, 11);
+    let pending = c.data(Mode::Pasv);
+    c.send("STOR slow");
+    assert_eq!(c.reply().0, 150);
+    let mut data = pending.open();
+    for chunk in body.chunks(100_000) {
+        data.write_all(chunk).unwrap();
+    }
+    data.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(c.reply().0, 226);
+    assert_eq!(read(&server.path("slow")), body);
+}
