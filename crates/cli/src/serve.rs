@@ -77,9 +77,13 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         };
         let server = Server::bind(config).await.map_err(|e| e.to_string())?;
         let addr = server.local_addr().map_err(|e| e.to_string())?;
-        println!("ferroftp {} listening on {addr} ({anonymous})", ferroftp_server::VERSION);
-        println!("try: ftp://{addr}/  or  nc {} {}", addr.ip(), addr.port());
-        let _ = std::io::stdout().flush();
+        // Not println!: a closed stdout (a supervisor that stopped reading)
+        // must not bring the server down.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "ferroftp {} listening on {addr} ({anonymous})", ferroftp_server::VERSION);
+        let _ = writeln!(out, "try: ftp://{addr}/  or  nc {} {}", addr.ip(), addr.port());
+        let _ = out.flush();
+        drop(out);
         server.run(shutdown_signal()).await;
         Ok(())
     })

@@ -461,8 +461,15 @@ impl Session {
         reply(code::OK, format!("{verb} command successful. Consider using PASV."))
     }
 
-    fn take_data(&mut self) -> Result<DataSetup, Action> {
-        self.data.take().ok_or_else(|| reply(code::CANT_OPEN_DATA, "Use PORT, PASV, EPRT or EPSV first."))
+    /// Starts a transfer on the data connection set up by PORT, PASV, EPRT
+    /// or EPSV (425 when there is none).
+    fn begin_transfer(&mut self, preliminary: Reply, job: Job, description: String, done_text: String) -> Action {
+        match self.data.take() {
+            Some(setup) => {
+                Action::Transfer(Box::new(TransferStart { preliminary, job, setup, description, done_text }))
+            }
+            None => reply(code::CANT_OPEN_DATA, "Use PORT, PASV, EPRT or EPSV first."),
+        }
     }
 
     fn mode_name(&self) -> &'static str {
@@ -495,20 +502,15 @@ impl Session {
             Ok(r) => r,
             Err(e) => return storage_error("Failed to open file", &e),
         };
-        let setup = match self.take_data() {
-            Ok(s) => s,
-            Err(a) => return a,
-        };
-        Action::Transfer(Box::new(TransferStart {
-            preliminary: Reply::new(
+        self.begin_transfer(
+            Reply::new(
                 code::OPENING_DATA,
                 format!("Opening {} mode data connection for {} ({} bytes).", self.mode_name(), facts.name, facts.size),
             ),
-            job: Job::Send { source, ascii: self.transfer_type == TransferType::Ascii },
-            setup,
-            description: format!("RETR {}", facts.name),
-            done_text: "Transfer complete.".into(),
-        }))
+            Job::Send { source, ascii: self.transfer_type == TransferType::Ascii },
+            format!("RETR {}", facts.name),
+            "Transfer complete.".into(),
+        )
     }
 
     async fn store(&mut self, arg: &str, append: bool) -> Action {
@@ -522,27 +524,10 @@ impl Session {
             (true, _) => WriteMode::Append,
             (false, _) => WriteMode::Truncate,
         };
-        self.start_upload(
-            path,
-            mode,
-            format!("{} {}", if append { "APPE" } else { "STOR" }, arg),
-            "Ok to send data.".into(),
-            "Transfer complete.".into(),
-        )
-        .await
-    }
-
-    async fn start_upload(
-        &mut self,
-        path: VirtualPath,
-        mode: WriteMode,
-        description: String,
-        preliminary: String,
-        done_text: String,
-    ) -> Action {
         if path.is_root() {
             return reply(code::FILE_NAME_NOT_ALLOWED, "File name not allowed.");
         }
+        // Without a data connection, answer 425 before touching the file.
         if self.data.is_none() {
             return reply(code::CANT_OPEN_DATA, "Use PORT, PASV, EPRT or EPSV first.");
         }
@@ -550,17 +535,13 @@ impl Session {
             Ok(w) => w,
             Err(e) => return storage_error("Could not create file", &e),
         };
-        let setup = match self.take_data() {
-            Ok(s) => s,
-            Err(a) => return a,
-        };
-        Action::Transfer(Box::new(TransferStart {
-            preliminary: Reply::new(code::OPENING_DATA, preliminary),
-            job: Job::Receive { sink, ascii: self.transfer_type == TransferType::Ascii },
-            setup,
-            description,
-            done_text,
-        }))
+        let verb = if append { "APPE" } else { "STOR" };
+        self.begin_transfer(
+            Reply::new(code::OPENING_DATA, "Ok to send data."),
+            Job::Receive { sink, ascii: self.transfer_type == TransferType::Ascii },
+            format!("{verb} {arg}"),
+            "Transfer complete.".into(),
+        )
     }
 
     async fn stou(&mut self, hint: Option<&str>) -> Action {
@@ -583,18 +564,13 @@ impl Session {
             let path = dir.join(&name);
             match storage.open_write(&path, WriteMode::CreateNew, self.umask).await {
                 Ok(sink) => {
-                    let setup = match self.take_data() {
-                        Ok(s) => s,
-                        Err(a) => return a,
-                    };
-                    return Action::Transfer(Box::new(TransferStart {
-                        // RFC 1123 4.1.2.9: the 150 reply names the file.
-                        preliminary: Reply::new(code::OPENING_DATA, format!("FILE: {name}")),
-                        job: Job::Receive { sink, ascii: self.transfer_type == TransferType::Ascii },
-                        setup,
-                        description: format!("STOU {name}"),
-                        done_text: format!("Transfer complete (unique file name: {name})."),
-                    }));
+                    // RFC 1123 4.1.2.9: the 150 reply names the file.
+                    return self.begin_transfer(
+                        Reply::new(code::OPENING_DATA, format!("FILE: {name}")),
+                        Job::Receive { sink, ascii: self.transfer_type == TransferType::Ascii },
+                        format!("STOU {name}"),
+                        format!("Transfer complete (unique file name: {name})."),
+                    );
                 }
                 Err(StorageError::AlreadyExists) => continue,
                 Err(e) => return storage_error("Could not create file", &e),
@@ -610,22 +586,17 @@ impl Session {
             Ok(lines) => lines,
             Err(e) => return storage_error("Failed to list directory", &e),
         };
-        let setup = match self.take_data() {
-            Ok(s) => s,
-            Err(a) => return a,
-        };
         let mut bytes = Vec::with_capacity(text.iter().map(|l| l.len() + 2).sum());
         for line in &text {
             bytes.extend_from_slice(line.as_bytes());
             bytes.extend_from_slice(b"\r\n");
         }
-        Action::Transfer(Box::new(TransferStart {
-            preliminary: Reply::new(code::OPENING_DATA, "Here comes the directory listing."),
-            job: Job::Send { source: Box::new(std::io::Cursor::new(bytes)), ascii: false },
-            setup,
-            description: if names_only { "NLST".into() } else { "LIST".into() },
-            done_text: "Directory send OK.".into(),
-        }))
+        self.begin_transfer(
+            Reply::new(code::OPENING_DATA, "Here comes the directory listing."),
+            Job::Send { source: Box::new(std::io::Cursor::new(bytes)), ascii: false },
+            if names_only { "NLST".into() } else { "LIST".into() },
+            "Directory send OK.".into(),
+        )
     }
 
     /// The lines of a listing of `path`: a directory's entries, or the one

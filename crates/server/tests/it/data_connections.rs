@@ -7,6 +7,14 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 
 use crate::helpers::*;
 
+/// Connects to `addr` from 127.0.0.2, the stand-in for another host.
+fn connect_from_foreign_host(addr: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&"127.0.0.2:0".parse::<SocketAddr>().unwrap().into()).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    socket.into()
+}
+
 #[test]
 fn pasv_announces_public_address_and_uses_the_range() {
     let server = TestServer::start_with(|f| {
@@ -35,6 +43,13 @@ fn pasv_announces_public_address_and_uses_the_range() {
 }
 
 #[test]
+fn public_address_may_be_a_host_name() {
+    let server = TestServer::start_with(|f| f.public_address = Some("localhost".into()));
+    let mut c = server.login();
+    assert_eq!(c.pasv().ip().to_string(), "127.0.0.1");
+}
+
+#[test]
 fn a_full_passive_range_answers_425() {
     let server = TestServer::start_with(|f| f.passive_ports = Some("40120-40121".into()));
     let _a = TcpListener::bind("127.0.0.1:40120").unwrap();
@@ -53,10 +68,7 @@ fn passive_connection_from_a_foreign_address_is_refused() {
     c.send("RETR secret");
     assert_eq!(c.reply().0, 150);
     // A thief on another address reaches the port first.
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.bind(&"127.0.0.2:0".parse::<SocketAddr>().unwrap().into()).unwrap();
-    socket.connect(&addr.into()).unwrap();
-    let mut thief: TcpStream = socket.into();
+    let mut thief = connect_from_foreign_host(addr);
     thief.set_read_timeout(Some(TIMEOUT)).unwrap();
     let mut stolen = Vec::new();
     let _ = thief.read_to_end(&mut stolen);
@@ -77,10 +89,7 @@ fn passive_peer_check_can_be_turned_off_for_proxies() {
     let addr = c.pasv();
     c.send("RETR f");
     assert_eq!(c.reply().0, 150);
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.bind(&"127.0.0.2:0".parse::<SocketAddr>().unwrap().into()).unwrap();
-    socket.connect(&addr.into()).unwrap();
-    let mut proxy: TcpStream = socket.into();
+    let mut proxy = connect_from_foreign_host(addr);
     let mut got = Vec::new();
     proxy.read_to_end(&mut got).unwrap();
     assert_eq!(got, b"via proxy");

@@ -157,6 +157,24 @@ fn commands_during_a_transfer_wait_their_turn_and_quit_waits_for_it() {
 }
 
 #[test]
+fn rein_waits_for_the_transfer_then_resets_the_session() {
+    let server = TestServer::start();
+    let mut c = server.login();
+    let mut data = start_stalled_retr(&server, &mut c);
+    c.send("REIN");
+    c.send("PWD");
+    let mut all = Vec::new();
+    data.read_to_end(&mut all).unwrap();
+    assert_eq!(all.len() + 1000, 64 * 1024 * 1024);
+    assert_eq!(c.reply().0, 226);
+    assert_eq!(c.reply().0, 220);
+    assert_eq!(c.reply().0, 530);
+    c.ok("USER ftp", 331);
+    c.ok("PASS x", 230);
+    assert!(c.ok("STAT", 211).contains("TYPE: ASCII"), "REIN resets TYPE");
+}
+
+#[test]
 fn a_broken_data_connection_gives_426_and_the_session_goes_on() {
     let server = TestServer::start();
     let mut c = server.login();
