@@ -18,7 +18,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 # Python packages.
-python3 -c 'import pytest' 2>/dev/null || python3 -m pip install -q pytest
+for module in pytest pyftpdlib; do
+  python3 -c "import $module" 2>/dev/null || python3 -m pip install -q "$module"
+done
 
 echo "== cargo build"
 cargo build --workspace --all-targets
@@ -30,5 +32,5 @@ else
   cargo test --workspace --no-fail-fast
 fi
 
-echo "== real clients: curl, lftp, tnftp, Python ftplib"
+echo "== real clients: curl, lftp, tnftp, Python ftplib; probe/get/put against ferroftp and pyftpdlib"
 FERROFTP_BIN="$PWD/target/debug/ferroftp" python3 -m pytest -q -p no:cacheprovider tests/clients

@@ -1,7 +1,9 @@
 //! The `ferroftp` binary: parses flags, starts logging, and runs a
 //! subcommand. All the work lives in the library crates.
 
+mod probe;
 mod serve;
+mod transfer;
 mod user;
 
 use std::process::ExitCode;
@@ -24,6 +26,15 @@ enum Commands {
     /// Manage the users file (argon2id password hashes).
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Test PASV, EPSV, PORT and EPRT against any FTP server and explain
+    /// what fails.
+    Probe(probe::ProbeArgs),
+    /// List a directory: ferroftp ls ftp://host/dir/
+    Ls(transfer::LsArgs),
+    /// Download a file: ferroftp get ftp://host/file [-o FILE] [-c]
+    Get(transfer::GetArgs),
+    /// Upload a file: ferroftp put FILE ftp://host/dir/ [-c]
+    Put(transfer::PutArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +49,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Commands::Serve(args) => serve::run(args),
         Commands::User(cmd) => user::run(cmd),
+        Commands::Probe(args) => return probe::run(args),
+        Commands::Ls(args) => return transfer::ls(args),
+        Commands::Get(args) => return transfer::get(args),
+        Commands::Put(args) => return transfer::put(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,43 +1,14 @@
 //! The built `ferroftp` binary: start-up messages, config errors that name
 //! the key, the users-file commands, and a hand session like the seed's.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ferroftp");
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `ferroftp serve ARGS` on a free port; returns it and the port.
-fn serve(args: &[&str]) -> (Running, u16) {
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let port = line
-        .split("listening on 127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"));
-    (Running(child), port)
-}
+use common::{serve, BIN};
 
 fn converse(port: u16, input: &[u8]) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -135,4 +106,19 @@ fn user_commands_manage_the_users_file() {
     assert!(user_cmd(&["del", "--file", f, "bob"], "").status.success());
     assert!(!user_cmd(&["del", "--file", f, "bob"], "").status.success());
     assert!(!String::from_utf8_lossy(&user_cmd(&["list", "--file", f], "").stdout).contains("bob"));
+}
+
+#[test]
+fn get_of_a_missing_file_exits_1_and_leaves_no_file() {
+    let root = tempfile::tempdir().unwrap();
+    let (_server, port) = serve(&["--root", root.path().to_str().unwrap()]);
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("out");
+    let out = Command::new(BIN)
+        .args(["get", &format!("ftp://127.0.0.1:{port}/missing"), "-o", target.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("550"));
+    assert!(!target.exists());
 }

@@ -77,6 +77,10 @@ pub struct FileConfig {
     pub passive_peer_check: Option<bool>,
     /// Source port for active (PORT/EPRT) connections; 0 for any.
     pub active_source_port: Option<u16>,
+    /// Whether PASV and EPSV are offered.
+    pub passive_enabled: Option<bool>,
+    /// Whether PORT and EPRT are accepted.
+    pub active_enabled: Option<bool>,
     /// Idle control-connection timeout, seconds.
     pub idle_timeout: Option<u64>,
     /// Data-connection open timeout, seconds.
@@ -127,6 +131,10 @@ pub struct Config {
     pub passive_peer_check: bool,
     /// Source port for active connections (20 by RFC 959); 0 for any.
     pub active_source_port: u16,
+    /// PASV and EPSV offered.
+    pub passive_enabled: bool,
+    /// PORT and EPRT accepted.
+    pub active_enabled: bool,
     /// Idle timeout of the control connection.
     pub idle_timeout: Duration,
     /// Time allowed to open a data connection.
@@ -168,6 +176,12 @@ impl Config {
                 return Err(invalid("mounts", format!("mount {name:?}: {} is not a directory", dir.display())));
             }
         }
+        if file.passive_enabled == Some(false) && file.active_enabled == Some(false) {
+            return Err(invalid(
+                "active_enabled",
+                "passive_enabled and active_enabled cannot both be false: no transfer could work",
+            ));
+        }
         let anonymous_mounts = file.anonymous_mounts.unwrap_or_default();
         if let Some(unknown) = anonymous_mounts.iter().find(|m| !mounts.contains_key(*m)) {
             return Err(invalid("anonymous_mounts", format!("no mount named {unknown:?} in [mounts]")));
@@ -195,6 +209,8 @@ impl Config {
             public_address: file.public_address,
             passive_peer_check: file.passive_peer_check.unwrap_or(true),
             active_source_port: file.active_source_port.unwrap_or(20),
+            passive_enabled: file.passive_enabled.unwrap_or(true),
+            active_enabled: file.active_enabled.unwrap_or(true),
             idle_timeout: Duration::from_secs(idle),
             data_timeout: Duration::from_secs(data),
             mounts,

@@ -385,6 +385,12 @@ impl Session {
     // ---- data connection set-up ----
 
     async fn pasv(&mut self) -> Action {
+        if !self.ctx.config.passive_enabled {
+            return reply(
+                code::NOT_IMPLEMENTED,
+                "Passive mode (PASV/EPSV) is disabled on this server; use PORT or EPRT.",
+            );
+        }
         if self.epsv_all {
             return reply(code::BAD_SEQUENCE, "PASV not allowed after EPSV ALL.");
         }
@@ -404,6 +410,12 @@ impl Session {
     }
 
     async fn epsv(&mut self, arg: EpsvArg) -> Action {
+        if !self.ctx.config.passive_enabled {
+            return reply(
+                code::NOT_IMPLEMENTED,
+                "Passive mode (PASV/EPSV) is disabled on this server; use PORT or EPRT.",
+            );
+        }
         match arg {
             EpsvArg::All => {
                 self.epsv_all = true;
@@ -435,6 +447,12 @@ impl Session {
     }
 
     fn port(&mut self, target: SocketAddr, verb: &str) -> Action {
+        if !self.ctx.config.active_enabled {
+            return reply(
+                code::NOT_IMPLEMENTED,
+                format!("Active mode ({verb}) is disabled on this server; use PASV or EPSV."),
+            );
+        }
         if self.epsv_all {
             return reply(code::BAD_SEQUENCE, format!("{verb} not allowed after EPSV ALL."));
         }

@@ -5,6 +5,8 @@
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 
+use ferroftp_server::{Config, FileConfig};
+
 use crate::helpers::*;
 
 /// Connects to `addr` from 127.0.0.2, the stand-in for another host.
@@ -194,4 +196,24 @@ fn ipv6_control_connection_uses_epsv_and_eprt() {
     s.read_to_end(&mut got).unwrap();
     assert_eq!(got, b"six");
     assert_eq!(c.reply().0, 226);
+}
+
+#[test]
+fn modes_can_be_switched_off() {
+    let server = TestServer::start_with(|f| f.active_enabled = Some(false));
+    let mut c = server.login();
+    c.ok("PORT 127,0,0,1,200,10", 502);
+    c.ok("EPRT |1|127.0.0.1|51210|", 502);
+    assert_eq!(c.fetch(Mode::Pasv, "NLST"), b"");
+    let server = TestServer::start_with(|f| f.passive_enabled = Some(false));
+    let mut c = server.login();
+    c.ok("PASV", 502);
+    c.ok("EPSV", 502);
+    assert_eq!(c.fetch(Mode::Eprt, "NLST"), b"");
+    let both = Config::from_file(FileConfig {
+        passive_enabled: Some(false),
+        active_enabled: Some(false),
+        ..Default::default()
+    });
+    assert!(both.unwrap_err().to_string().contains("active_enabled"));
 }

@@ -1,0 +1,246 @@
+//! A logged-in session for scripts: list, download and upload with resume,
+//! in the chosen data-connection mode. Used by `ferroftp ls|get|put`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use ferroftp_proto::Reply;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::control::{ClientError, Control};
+use crate::data::{self, DataMode, Offer, SetupError};
+use crate::url::FtpUrl;
+
+/// What went wrong, for the caller's exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// The control connection failed, or the server refused a command.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The data connection could not be set up.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    /// The data connection could not be opened.
+    #[error("data connection to {addr}: {failure}")]
+    Connect {
+        /// Where.
+        addr: SocketAddr,
+        /// How it failed.
+        failure: data::ConnectFailure,
+    },
+    /// The server did not connect back in active mode.
+    #[error("the server did not connect back to {0} (a firewall or NAT on our side?)")]
+    NoConnectBack(SocketAddr),
+    /// Reading or writing the data connection or a local file failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What.
+        what: &'static str,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Host name resolution failed.
+    #[error("cannot resolve {0}")]
+    Resolve(String),
+}
+
+impl TransferError {
+    /// True when the server answered and refused (as opposed to a network
+    /// or local failure).
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            TransferError::Client(ClientError::Refused { .. }) | TransferError::Setup(SetupError::Refused { .. })
+        )
+    }
+}
+
+/// A logged-in client.
+#[derive(Debug)]
+pub struct Client {
+    /// The control channel.
+    pub control: Control,
+    /// How data connections open.
+    pub mode: DataMode,
+    /// The address to announce in PORT/EPRT, if not our control address.
+    pub active_address: Option<IpAddr>,
+}
+
+/// Resolves `host:port` to its first address.
+///
+/// # Errors
+/// [`TransferError::Resolve`].
+pub async fn resolve(authority: &str) -> Result<SocketAddr, TransferError> {
+    tokio::net::lookup_host(authority)
+        .await
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| TransferError::Resolve(authority.to_string()))
+}
+
+impl Client {
+    /// Connects, logs in and switches to binary (TYPE I).
+    ///
+    /// # Errors
+    /// A [`TransferError`] for connection, login or TYPE failures.
+    pub async fn open(url: &FtpUrl, mode: DataMode, timeout: Duration) -> Result<Client, TransferError> {
+        let addr = resolve(&url.authority()).await?;
+        let (mut control, greeting, _) = Control::connect(addr, timeout).await?;
+        if greeting.code != 220 {
+            return Err(ClientError::Refused { command: "connect".into(), reply: greeting }.into());
+        }
+        control.login(&url.user, &url.password).await?;
+        control.expect_ok("TYPE I").await?;
+        Ok(Client { control, mode, active_address: None })
+    }
+
+    /// Sets up a data connection, sends `command`, and opens the
+    /// connection. Returns the stream and the preliminary reply.
+    async fn start(&mut self, command: &str) -> Result<(TcpStream, Reply), TransferError> {
+        let timeout = self.control.timeout;
+        match data::set_up(&mut self.control, self.mode, self.active_address).await? {
+            Offer::Passive { announced, .. } => {
+                // Like curl, connect to the control connection's address:
+                // a PASV reply behind NAT often names a private address.
+                let addr = SocketAddr::new(self.control.peer.ip(), announced.port());
+                let stream =
+                    data::connect(addr, timeout).await.map_err(|failure| TransferError::Connect { addr, failure })?;
+                let reply = self.control.command(command).await?;
+                if !(100..200).contains(&reply.code) {
+                    return Err(ClientError::Refused { command: command.to_string(), reply }.into());
+                }
+                Ok((stream, reply))
+            }
+            Offer::Active { listener, announced, .. } => {
+                let reply = self.control.command(command).await?;
+                if !(100..200).contains(&reply.code) {
+                    return Err(ClientError::Refused { command: command.to_string(), reply }.into());
+                }
+                let (stream, _) =
+                    data::accept(&listener, timeout).await.ok_or(TransferError::NoConnectBack(announced))?;
+                Ok((stream, reply))
+            }
+        }
+    }
+
+    /// Reads the final reply of a transfer (226 or 250 expected).
+    async fn finish(&mut self, command: &str) -> Result<Reply, TransferError> {
+        let reply = self.control.read_reply().await?;
+        if (200..300).contains(&reply.code) {
+            Ok(reply)
+        } else {
+            Err(ClientError::Refused { command: command.to_string(), reply }.into())
+        }
+    }
+
+    /// LIST (or NLST with `names_only`) of `path`; returns the raw listing.
+    ///
+    /// # Errors
+    /// A [`TransferError`].
+    pub async fn list(&mut self, path: &str, names_only: bool) -> Result<Vec<u8>, TransferError> {
+        let verb = if names_only { "NLST" } else { "LIST" };
+        let command = if path.is_empty() { verb.to_string() } else { format!("{verb} {path}") };
+        let (mut stream, _) = self.start(&command).await?;
+        let mut out = Vec::new();
+        stream
+            .read_to_end(&mut out)
+            .await
+            .map_err(|source| TransferError::Io { what: "reading the listing", source })?;
+        drop(stream);
+        self.finish(&command).await?;
+        Ok(out)
+    }
+
+    /// SIZE of a file, if the server answers it.
+    ///
+    /// # Errors
+    /// Control-connection failures only; a refusal is `Ok(None)`.
+    pub async fn size(&mut self, path: &str) -> Result<Option<u64>, TransferError> {
+        let reply = self.control.command(&format!("SIZE {path}")).await?;
+        Ok(if reply.code == 213 { reply.lines.last().and_then(|l| l.trim().parse().ok()) } else { None })
+    }
+
+    /// Downloads `path` from `offset` (REST) into `sink`, calling
+    /// `progress` with the bytes received so far. Returns the bytes received.
+    ///
+    /// # Errors
+    /// A [`TransferError`].
+    pub async fn retrieve(
+        &mut self,
+        path: &str,
+        offset: u64,
+        sink: &mut (dyn AsyncWrite + Unpin + Send),
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<u64, TransferError> {
+        if offset > 0 {
+            self.control.expect_ok(&format!("REST {offset}")).await?;
+        }
+        let command = format!("RETR {path}");
+        let (mut stream, _) = self.start(&command).await?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = stream
+                .read(&mut buf)
+                .await
+                .map_err(|source| TransferError::Io { what: "reading the data connection", source })?;
+            if n == 0 {
+                break;
+            }
+            sink.write_all(&buf[..n])
+                .await
+                .map_err(|source| TransferError::Io { what: "writing the local file", source })?;
+            total += n as u64;
+            progress(total);
+        }
+        sink.flush().await.map_err(|source| TransferError::Io { what: "writing the local file", source })?;
+        self.finish(&command).await?;
+        Ok(total)
+    }
+
+    /// Uploads `source` to `path`; with `offset`, continues a partial
+    /// upload there (REST + STOR). Returns the bytes sent.
+    ///
+    /// # Errors
+    /// A [`TransferError`].
+    pub async fn store(
+        &mut self,
+        path: &str,
+        offset: u64,
+        source: &mut (dyn AsyncRead + Unpin + Send),
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<u64, TransferError> {
+        if offset > 0 {
+            self.control.expect_ok(&format!("REST {offset}")).await?;
+        }
+        let command = format!("STOR {path}");
+        let (mut stream, _) = self.start(&command).await?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = source
+                .read(&mut buf)
+                .await
+                .map_err(|source| TransferError::Io { what: "reading the local file", source })?;
+            if n == 0 {
+                break;
+            }
+            stream
+                .write_all(&buf[..n])
+                .await
+                .map_err(|source| TransferError::Io { what: "writing the data connection", source })?;
+            total += n as u64;
+            progress(total);
+        }
+        stream.shutdown().await.map_err(|source| TransferError::Io { what: "closing the data connection", source })?;
+        drop(stream);
+        self.finish(&command).await?;
+        Ok(total)
+    }
+
+    /// Says goodbye.
+    pub async fn quit(mut self) {
+        let _ = self.control.command("QUIT").await;
+    }
+}
