@@ -122,3 +122,54 @@ fn get_of_a_missing_file_exits_1_and_leaves_no_file() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("550"));
     assert!(!target.exists());
 }
+
+/// Reads one reply line (single-line replies only) from a control stream.
+fn reply_line(r: &mut impl std::io::BufRead) -> String {
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    line
+}
+
+#[test]
+fn a_killed_server_never_leaves_a_replaced_file_half_written() {
+    use std::io::BufReader;
+    let root = tempfile::tempdir().unwrap();
+    let good: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(root.path().join("important.db"), &good).unwrap();
+    let (mut server, port) = serve(&["--root", root.path().to_str().unwrap(), "--anonymous-write"]);
+    let control = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    control.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut w = control.try_clone().unwrap();
+    let mut r = BufReader::new(control);
+    assert!(reply_line(&mut r).starts_with("220"));
+    for (cmd, code) in [("USER ftp", "331"), ("PASS x", "230"), ("TYPE I", "200")] {
+        w.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+        assert!(reply_line(&mut r).starts_with(code));
+    }
+    w.write_all(b"EPSV\r\n").unwrap();
+    let epsv = reply_line(&mut r);
+    let data_port: u16 = epsv.split('|').nth(3).unwrap().parse().unwrap();
+    let mut data = TcpStream::connect(("127.0.0.1", data_port)).unwrap();
+    w.write_all(b"STOR important.db\r\n").unwrap();
+    assert!(reply_line(&mut r).starts_with("150"));
+    data.write_all(&vec![0xAB; 500_000]).unwrap();
+    // Wait until the server has written what we sent, then kill it hard.
+    loop {
+        w.write_all(b"STAT\r\n").unwrap();
+        let stat = reply_line(&mut r);
+        if stat.contains("500000 bytes") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server.0.kill().unwrap(); // SIGKILL
+    server.0.wait().unwrap();
+    drop(data);
+    assert!(std::fs::read(root.path().join("important.db")).unwrap() == good, "the old file was damaged");
+    // After a restart the file is served whole, and the leftover temporary
+    // file is not listed.
+    let (_server, port) = serve(&["--root", root.path().to_str().unwrap()]);
+    let out = converse(port, b"USER ftp\r\nPASS x\r\nSIZE important.db\r\nSTAT /\r\nQUIT\r\n");
+    assert!(out.contains("213 2000000"), "{out}");
+    assert!(!out.contains(".ferroftp-upload-"), "{out}");
+}

@@ -77,6 +77,10 @@ pub struct FileConfig {
     pub passive_peer_check: Option<bool>,
     /// Source port for active (PORT/EPRT) connections; 0 for any.
     pub active_source_port: Option<u16>,
+    /// Write STOR uploads under a temporary name, renamed on success.
+    pub atomic_uploads: Option<bool>,
+    /// What happens to a broken upload: "keep" (for resume) or "delete".
+    pub partial_uploads: Option<String>,
     /// Whether PASV and EPSV are offered.
     pub passive_enabled: Option<bool>,
     /// Whether PORT and EPRT are accepted.
@@ -114,6 +118,17 @@ pub struct AnonymousConfig {
     pub mounts: Vec<String>,
 }
 
+/// What happens to an upload that breaks off (network, ABOR, QUIT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartialUploads {
+    /// Keep what arrived, so the client can resume with REST. With atomic
+    /// uploads the partial file takes the target's name only if there was
+    /// no file of that name: a good file is never replaced by a partial one.
+    Keep,
+    /// Delete what arrived.
+    Delete,
+}
+
 /// Validated settings the server runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -131,6 +146,10 @@ pub struct Config {
     pub passive_peer_check: bool,
     /// Source port for active connections (20 by RFC 959); 0 for any.
     pub active_source_port: u16,
+    /// STOR writes a temporary file and renames it over the target.
+    pub atomic_uploads: bool,
+    /// What happens to a broken upload.
+    pub partial_uploads: PartialUploads,
     /// PASV and EPSV offered.
     pub passive_enabled: bool,
     /// PORT and EPRT accepted.
@@ -209,6 +228,14 @@ impl Config {
             public_address: file.public_address,
             passive_peer_check: file.passive_peer_check.unwrap_or(true),
             active_source_port: file.active_source_port.unwrap_or(20),
+            atomic_uploads: file.atomic_uploads.unwrap_or(true),
+            partial_uploads: match file.partial_uploads.as_deref() {
+                None | Some("keep") => PartialUploads::Keep,
+                Some("delete") => PartialUploads::Delete,
+                Some(other) => {
+                    return Err(invalid("partial_uploads", format!("{other:?} is not \"keep\" or \"delete\"")))
+                }
+            },
             passive_enabled: file.passive_enabled.unwrap_or(true),
             active_enabled: file.active_enabled.unwrap_or(true),
             idle_timeout: Duration::from_secs(idle),

@@ -15,7 +15,38 @@ use ferroftp_proto::code;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::data::{DataError, DataSetup};
-use crate::storage::{Reader, StorageError, Writer};
+use crate::path::VirtualPath;
+use crate::storage::{Reader, Storage, StorageError, Writer};
+
+/// Prefix of the temporary names atomic uploads are written under; such
+/// entries are hidden from listings.
+pub const UPLOAD_TEMP_PREFIX: &str = ".ferroftp-upload-";
+
+/// What to do with the file an upload wrote when the upload fails.
+pub struct PartialUpload {
+    /// Where the file is.
+    pub storage: Arc<dyn Storage>,
+    /// The file written (the temporary file, or the target itself).
+    pub written: VirtualPath,
+    /// `Some(target)`: keep it under that name; `None`: delete it.
+    pub keep_as: Option<VirtualPath>,
+}
+
+impl PartialUpload {
+    /// Keeps or deletes the partial file, as decided when the upload began.
+    pub async fn settle(self) {
+        let kept = match &self.keep_as {
+            Some(target) if *target == self.written => true,
+            Some(target) => self.storage.rename(&self.written, target).await.is_ok(),
+            None => false,
+        };
+        if !kept {
+            if let Err(e) = self.storage.delete(&self.written).await {
+                tracing::warn!(path = %self.written, error = %e, "could not remove a partial upload");
+            }
+        }
+    }
+}
 
 /// Size of the copy buffer.
 const CHUNK: usize = 64 * 1024;
@@ -35,7 +66,20 @@ pub enum Job {
         sink: Writer,
         /// Convert CRLF to LF (TYPE A).
         ascii: bool,
+        /// For an atomic upload: the rename that completes it.
+        commit: Option<Commit>,
     },
+}
+
+/// The rename that completes an atomic upload: the temporary file takes
+/// the target's name only once every byte is written.
+pub struct Commit {
+    /// Where the files are.
+    pub storage: Arc<dyn Storage>,
+    /// The temporary file written.
+    pub temp: VirtualPath,
+    /// Its final name.
+    pub target: VirtualPath,
 }
 
 /// Why a transfer failed, and its reply.
@@ -100,7 +144,7 @@ pub async fn run(
             data.shutdown().await.map_err(TransferError::Network)?;
             Ok(total)
         }
-        Job::Receive { mut sink, ascii } => {
+        Job::Receive { mut sink, ascii, commit } => {
             let mut buf = vec![0u8; CHUNK];
             let mut converter = ascii.then(ascii::FromWire::default);
             let mut converted = Vec::new();
@@ -128,6 +172,10 @@ pub async fn run(
             }
             sink.flush().await.map_err(|e| TransferError::Storage(e.into()))?;
             sink.shutdown().await.map_err(|e| TransferError::Storage(e.into()))?;
+            drop(sink);
+            if let Some(c) = commit {
+                c.storage.rename(&c.temp, &c.target).await.map_err(TransferError::Storage)?;
+            }
             Ok(total)
         }
     }

@@ -12,10 +12,11 @@ use ferroftp_proto::{code, Command, Password, Reply, SiteCommand, TransferType};
 
 use super::{Action, Login, LoginState, Session, TransferStart, DEFAULT_UMASK};
 use crate::auth::ANONYMOUS_NAMES;
+use crate::config::PartialUploads;
 use crate::data::{listen_passive, DataSetup};
 use crate::path::VirtualPath;
 use crate::storage::{LocalFs, Storage, StorageError, WriteMode};
-use crate::transfer::Job;
+use crate::transfer::{Commit, Job, PartialUpload, UPLOAD_TEMP_PREFIX};
 
 /// Shortest and longest idle timeouts SITE IDLE accepts, seconds.
 const SITE_IDLE_RANGE: std::ops::RangeInclusive<u64> = 30..=7200;
@@ -481,12 +482,24 @@ impl Session {
 
     /// Starts a transfer on the data connection set up by PORT, PASV, EPRT
     /// or EPSV (425 when there is none).
-    fn begin_transfer(&mut self, preliminary: Reply, job: Job, description: String, done_text: String) -> Action {
+    async fn begin_transfer(
+        &mut self,
+        preliminary: Reply,
+        job: Job,
+        description: String,
+        done_text: String,
+        partial: Option<PartialUpload>,
+    ) -> Action {
         match self.data.take() {
             Some(setup) => {
-                Action::Transfer(Box::new(TransferStart { preliminary, job, setup, description, done_text }))
+                Action::Transfer(Box::new(TransferStart { preliminary, job, setup, description, done_text, partial }))
             }
-            None => reply(code::CANT_OPEN_DATA, "Use PORT, PASV, EPRT or EPSV first."),
+            None => {
+                if let Some(p) = partial {
+                    p.settle().await;
+                }
+                reply(code::CANT_OPEN_DATA, "Use PORT, PASV, EPRT or EPSV first.")
+            }
         }
     }
 
@@ -528,7 +541,9 @@ impl Session {
             Job::Send { source, ascii: self.transfer_type == TransferType::Ascii },
             format!("RETR {}", facts.name),
             "Transfer complete.".into(),
+            None,
         )
+        .await
     }
 
     async fn store(&mut self, arg: &str, append: bool) -> Action {
@@ -536,30 +551,49 @@ impl Session {
         if !self.may_write() {
             return Self::permission_denied();
         }
-        let path = self.cwd.resolve(arg);
-        let mode = match (append, offset) {
-            (_, o) if o > 0 => WriteMode::At(o),
-            (true, _) => WriteMode::Append,
-            (false, _) => WriteMode::Truncate,
-        };
-        if path.is_root() {
+        let target = self.cwd.resolve(arg);
+        if target.is_root() {
             return reply(code::FILE_NAME_NOT_ALLOWED, "File name not allowed.");
         }
-        // Without a data connection, answer 425 before touching the file.
+        // Without a data connection, answer 425 before touching any file.
         if self.data.is_none() {
             return reply(code::CANT_OPEN_DATA, "Use PORT, PASV, EPRT or EPSV first.");
         }
-        let sink = match self.storage().open_write(&path, mode, self.umask).await {
+        let storage = self.storage();
+        let keep = self.ctx.config.partial_uploads == PartialUploads::Keep;
+        // What is written, how, and what happens to it if the upload breaks.
+        let (written, mode, commit, keep_as) = if offset > 0 || append {
+            // Resuming or appending works in place and never deletes.
+            let mode = if offset > 0 { WriteMode::At(offset) } else { WriteMode::Append };
+            (target.clone(), mode, None, Some(target.clone()))
+        } else if self.ctx.config.atomic_uploads {
+            let existing = storage.metadata(&target).await.ok();
+            if existing.as_ref().is_some_and(|f| f.kind == EntryKind::Directory) {
+                return reply(code::FILE_UNAVAILABLE, "Could not create file: Is a directory.");
+            }
+            // SECURITY: a broken, aborted or killed upload must never
+            // truncate or replace a good file: write beside it, rename over
+            // it only when complete.
+            let temp = target.parent().join(&format!("{UPLOAD_TEMP_PREFIX}{:016x}.tmp", rand::random::<u64>()));
+            let commit = Commit { storage: Arc::clone(&storage), temp: temp.clone(), target: target.clone() };
+            let keep_as = (keep && existing.is_none()).then(|| target.clone());
+            (temp, WriteMode::CreateNew, Some(commit), keep_as)
+        } else {
+            (target.clone(), WriteMode::Truncate, None, keep.then(|| target.clone()))
+        };
+        let sink = match storage.open_write(&written, mode, self.umask).await {
             Ok(w) => w,
             Err(e) => return storage_error("Could not create file", &e),
         };
         let verb = if append { "APPE" } else { "STOR" };
         self.begin_transfer(
             Reply::new(code::OPENING_DATA, "Ok to send data."),
-            Job::Receive { sink, ascii: self.transfer_type == TransferType::Ascii },
+            Job::Receive { sink, ascii: self.transfer_type == TransferType::Ascii, commit },
             format!("{verb} {arg}"),
             "Transfer complete.".into(),
+            Some(PartialUpload { storage, written, keep_as }),
         )
+        .await
     }
 
     async fn stou(&mut self, hint: Option<&str>) -> Action {
@@ -583,12 +617,17 @@ impl Session {
             match storage.open_write(&path, WriteMode::CreateNew, self.umask).await {
                 Ok(sink) => {
                     // RFC 1123 4.1.2.9: the 150 reply names the file.
-                    return self.begin_transfer(
-                        Reply::new(code::OPENING_DATA, format!("FILE: {name}")),
-                        Job::Receive { sink, ascii: self.transfer_type == TransferType::Ascii },
-                        format!("STOU {name}"),
-                        format!("Transfer complete (unique file name: {name})."),
-                    );
+                    let keep = self.ctx.config.partial_uploads == PartialUploads::Keep;
+                    let partial = PartialUpload { storage, written: path.clone(), keep_as: keep.then_some(path) };
+                    return self
+                        .begin_transfer(
+                            Reply::new(code::OPENING_DATA, format!("FILE: {name}")),
+                            Job::Receive { sink, ascii: self.transfer_type == TransferType::Ascii, commit: None },
+                            format!("STOU {name}"),
+                            format!("Transfer complete (unique file name: {name})."),
+                            Some(partial),
+                        )
+                        .await;
                 }
                 Err(StorageError::AlreadyExists) => continue,
                 Err(e) => return storage_error("Could not create file", &e),
@@ -614,7 +653,9 @@ impl Session {
             Job::Send { source: Box::new(std::io::Cursor::new(bytes)), ascii: false },
             if names_only { "NLST".into() } else { "LIST".into() },
             "Directory send OK.".into(),
+            None,
         )
+        .await
     }
 
     /// The lines of a listing of `path`: a directory's entries, or the one
@@ -628,7 +669,12 @@ impl Session {
         let facts = storage.metadata(path).await?;
         let entries = if facts.kind == EntryKind::Directory { storage.list(path).await? } else { vec![facts] };
         let now = now_unix();
-        Ok(entries.iter().map(|e| if names_only { e.name.clone() } else { ls_line(e, now) }).collect())
+        Ok(entries
+            .iter()
+            // Uploads in progress are not part of the directory yet.
+            .filter(|e| !e.name.starts_with(UPLOAD_TEMP_PREFIX))
+            .map(|e| if names_only { e.name.clone() } else { ls_line(e, now) })
+            .collect())
     }
 }
 

@@ -28,7 +28,7 @@ use crate::data::DataSetup;
 use crate::path::VirtualPath;
 use crate::server::Context;
 use crate::storage::Storage;
-use crate::transfer::{self, Job, TransferError};
+use crate::transfer::{self, Job, PartialUpload, TransferError};
 
 /// Lines queued while a transfer runs; past this the control connection is
 /// not read until the transfer ends (back-pressure, not unbounded memory).
@@ -76,6 +76,20 @@ struct RunningTransfer {
     description: String,
     /// The 226 text on success.
     done_text: String,
+    /// For uploads: what to do with the written file if the upload fails.
+    partial: Option<PartialUpload>,
+}
+
+impl RunningTransfer {
+    /// Stops the transfer at once (ABOR, disconnect) and settles a
+    /// partial upload.
+    async fn abort(self) {
+        self.task.abort();
+        let _ = self.task.await;
+        if let Some(p) = self.partial {
+            p.settle().await;
+        }
+    }
 }
 
 /// What a command handler asks the loop to do.
@@ -100,6 +114,8 @@ pub(crate) struct TransferStart {
     description: String,
     /// The 226 text on success.
     done_text: String,
+    /// For uploads: what to do with the written file on failure.
+    partial: Option<PartialUpload>,
 }
 
 impl From<Reply> for Action {
@@ -180,7 +196,7 @@ pub(crate) async fn serve(
         tracing::debug!(%peer, error = %e, "control connection ended with an error");
     }
     if let Some(t) = session.transfer.take() {
-        t.task.abort();
+        t.abort().await;
     }
 }
 
@@ -276,11 +292,18 @@ impl Session {
                     }
                 }
                 outcome = wait_transfer(&mut self.transfer) => {
-                    let finished = self.transfer.take();
-                    let reply = match (outcome, finished) {
-                        (Ok(Ok(_bytes)), Some(t)) => Reply::new(code::CLOSING_DATA, t.done_text),
-                        (Ok(Err(e)), _) => Reply::new(e.reply_code(), e.to_string()),
-                        (Err(_), _) | (Ok(Ok(_)), None) => Reply::new(code::LOCAL_ERROR, "Transfer failed: internal error."),
+                    let Some(finished) = self.transfer.take() else { continue };
+                    let reply = match outcome {
+                        Ok(Ok(_bytes)) => Reply::new(code::CLOSING_DATA, finished.done_text),
+                        failed => {
+                            if let Some(p) = finished.partial {
+                                p.settle().await;
+                            }
+                            match failed {
+                                Ok(Err(e)) => Reply::new(e.reply_code(), e.to_string()),
+                                _ => Reply::new(code::LOCAL_ERROR, "Transfer failed: internal error."),
+                            }
+                        }
                     };
                     self.send(&reply).await?;
                     deadline = Instant::now() + self.idle_timeout;
@@ -302,9 +325,7 @@ impl Session {
         let LineEvent::Line(line) = event else { return None };
         match Command::parse(line) {
             Ok(Command::Abor) => {
-                let t = self.transfer.take()?;
-                t.task.abort();
-                let _ = t.task.await;
+                self.transfer.take()?.abort().await;
                 if let Err(e) =
                     self.send(&Reply::new(code::TRANSFER_ABORTED, "Connection closed; transfer aborted.")).await
                 {
@@ -364,6 +385,7 @@ impl Session {
                     progress,
                     description: start.description,
                     done_text: start.done_text,
+                    partial: start.partial,
                 });
             }
         }

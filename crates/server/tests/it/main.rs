@@ -7,3 +7,4 @@ mod helpers;
 mod robustness;
 mod suppaftp_client;
 mod transfers;
+mod uploads;

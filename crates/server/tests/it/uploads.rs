@@ -1,0 +1,176 @@
+//! Safe uploads: a broken, aborted or reset upload never replaces or
+//! truncates a good file; partial uploads are kept or deleted as
+//! configured; concurrent writers never interleave.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use crate::helpers::*;
+
+/// Starts `STOR name` and sends `bytes` without finishing the upload.
+fn start_upload(c: &mut Ctl, name: &str, bytes: &[u8]) -> TcpStream {
+    c.ok("TYPE I", 200);
+    let pending = c.data(Mode::Pasv);
+    c.send(&format!("STOR {name}"));
+    assert_eq!(c.reply().0, 150);
+    let mut data = pending.open();
+    data.write_all(bytes).unwrap();
+    data.flush().unwrap();
+    data
+}
+
+/// Waits until the server has received `len` bytes of the upload (STAT
+/// shows the progress), so what follows hits a transfer in flight.
+fn wait_for_progress(c: &mut Ctl, len: usize) {
+    for _ in 0..500 {
+        let (code, text) = c.cmd("STAT");
+        assert_eq!(code, 213, "{text}");
+        if text.contains(&format!(", {len} bytes transferred")) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("the upload never reached {len} bytes");
+}
+
+fn temp_files(server: &TestServer) -> Vec<String> {
+    std::fs::read_dir(server.root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with(".ferroftp-upload-"))
+        .collect()
+}
+
+#[test]
+fn an_aborted_upload_leaves_the_old_file_intact() {
+    let server = TestServer::start();
+    let good = random_bytes(300_000, 1);
+    std::fs::write(server.path("report.pdf"), &good).unwrap();
+    let mut c = server.login();
+    let _data = start_upload(&mut c, "report.pdf", &random_bytes(100_000, 2));
+    wait_for_progress(&mut c, 100_000);
+    // While the upload runs its temporary file is not listed.
+    let mut other = server.login();
+    assert_eq!(other.fetch(Mode::Pasv, "NLST"), b"report.pdf\r\n");
+    c.send("ABOR");
+    assert_eq!(c.reply().0, 426);
+    assert_eq!(c.reply().0, 226);
+    assert!(read(&server.path("report.pdf")) == good, "the good file changed");
+    assert_eq!(temp_files(&server), Vec::<String>::new());
+}
+
+#[test]
+fn a_reset_upload_leaves_the_old_file_intact() {
+    let server = TestServer::start();
+    let good = random_bytes(300_000, 3);
+    std::fs::write(server.path("data.bin"), &good).unwrap();
+    let mut c = server.login();
+    let data = start_upload(&mut c, "data.bin", &random_bytes(100_000, 4));
+    wait_for_progress(&mut c, 100_000);
+    // Close with RST, as a crashed client or a broken network does.
+    socket2::SockRef::from(&data).set_linger(Some(Duration::ZERO)).unwrap();
+    drop(data);
+    let (code, text) = c.reply();
+    assert_eq!(code, 426, "{text}");
+    assert!(read(&server.path("data.bin")) == good, "the good file changed");
+    assert_eq!(temp_files(&server), Vec::<String>::new());
+    c.ok("NOOP", 200);
+}
+
+#[test]
+fn a_complete_upload_replaces_the_file() {
+    let server = TestServer::start();
+    std::fs::write(server.path("f"), b"old").unwrap();
+    let mut c = server.login();
+    c.ok("TYPE I", 200);
+    let new = random_bytes(1_000_000, 5);
+    c.upload(Mode::Pasv, "STOR f", &new);
+    assert!(read(&server.path("f")) == new, "stored bytes differ");
+    assert_eq!(temp_files(&server), Vec::<String>::new());
+}
+
+#[test]
+fn partial_new_uploads_are_kept_for_resume_by_default() {
+    let server = TestServer::start();
+    let mut c = server.login();
+    let body = random_bytes(200_000, 6);
+    let _data = start_upload(&mut c, "new.bin", &body[..80_000]);
+    wait_for_progress(&mut c, 80_000);
+    c.send("ABOR");
+    assert_eq!(c.reply().0, 426);
+    assert_eq!(c.reply().0, 226);
+    assert!(read(&server.path("new.bin")) == body[..80_000], "the partial file is not what arrived");
+    // The client resumes where it stopped.
+    c.ok("REST 80000", 350);
+    c.upload(Mode::Pasv, "STOR new.bin", &body[80_000..]);
+    assert!(read(&server.path("new.bin")) == body, "the resumed file differs");
+    assert_eq!(temp_files(&server), Vec::<String>::new());
+}
+
+#[test]
+fn partial_uploads_can_be_deleted() {
+    let server = TestServer::start_with(|f| f.partial_uploads = Some("delete".into()));
+    let mut c = server.login();
+    let _data = start_upload(&mut c, "new.bin", &random_bytes(50_000, 7));
+    wait_for_progress(&mut c, 50_000);
+    c.send("ABOR");
+    assert_eq!(c.reply().0, 426);
+    assert_eq!(c.reply().0, 226);
+    assert!(!server.path("new.bin").exists());
+    assert_eq!(temp_files(&server), Vec::<String>::new());
+    // Appending in place is never deleted.
+    std::fs::write(server.path("log"), b"kept").unwrap();
+    c.ok("TYPE I", 200);
+    let pending = c.data(Mode::Pasv);
+    c.send("APPE log");
+    assert_eq!(c.reply().0, 150);
+    let mut data = pending.open();
+    data.write_all(b" more").unwrap();
+    wait_for_progress(&mut c, 5);
+    c.send("ABOR");
+    assert_eq!(c.reply().0, 426);
+    assert_eq!(c.reply().0, 226);
+    assert_eq!(read(&server.path("log")), b"kept more");
+}
+
+#[test]
+fn concurrent_uploads_to_one_name_never_interleave() {
+    let server = TestServer::start();
+    let bodies: Vec<Vec<u8>> = (0..4).map(|i| random_bytes(2_000_000, 10 + i)).collect();
+    std::thread::scope(|scope| {
+        for body in &bodies {
+            let server = &server;
+            scope.spawn(move || {
+                let mut c = server.login();
+                c.ok("TYPE I", 200);
+                let pending = c.data(Mode::Pasv);
+                c.send("STOR same.bin");
+                assert_eq!(c.reply().0, 150);
+                let mut data = pending.open();
+                for chunk in body.chunks(65_536) {
+                    data.write_all(chunk).unwrap();
+                }
+                drop(data);
+                assert_eq!(c.reply().0, 226);
+            });
+        }
+    });
+    let result = read(&server.path("same.bin"));
+    assert!(bodies.contains(&result), "the file is a mix of uploads");
+    assert_eq!(temp_files(&server), Vec::<String>::new());
+}
+
+#[test]
+fn without_atomic_uploads_stor_writes_in_place() {
+    let server = TestServer::start_with(|f| f.atomic_uploads = Some(false));
+    std::fs::write(server.path("f"), b"old contents").unwrap();
+    let mut c = server.login();
+    let _data = start_upload(&mut c, "f", b"new");
+    wait_for_progress(&mut c, 3);
+    assert_eq!(read(&server.path("f")), b"new", "written in place while running");
+    c.send("ABOR");
+    assert_eq!(c.reply().0, 426);
+    assert_eq!(c.reply().0, 226);
+    assert_eq!(read(&server.path("f")), b"new");
+}
