@@ -16,6 +16,12 @@ use serde::Deserialize;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:2121";
 /// The seed's session timeout: idle control connections close after this.
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 300;
+/// Most control connections at once, by default.
+pub const DEFAULT_MAX_CLIENTS: usize = 2000;
+/// Most control connections from one IP, by default.
+pub const DEFAULT_MAX_PER_IP: usize = 50;
+/// Failed logins within the window that ban an IP, by default.
+pub const DEFAULT_BAN_FAILURES: u32 = 10;
 /// How long a data connection may take to be opened.
 pub const DEFAULT_DATA_TIMEOUT_SECS: u64 = 60;
 
@@ -85,6 +91,23 @@ pub struct FileConfig {
     pub passive_enabled: Option<bool>,
     /// Whether PORT and EPRT are accepted.
     pub active_enabled: Option<bool>,
+    /// Most control connections in all.
+    pub max_clients: Option<usize>,
+    /// Most control connections from one IP address.
+    pub max_clients_per_ip: Option<usize>,
+    /// Seconds a client has to log in.
+    pub login_timeout: Option<u64>,
+    /// Milliseconds of delay after the first failed login; it grows with
+    /// each further failure on the connection.
+    pub login_failure_delay_ms: Option<u64>,
+    /// Failed logins after which the connection is closed.
+    pub max_login_failures: Option<u32>,
+    /// Failed logins from one IP within `ban_window` that ban it (0: never).
+    pub ban_failures: Option<u32>,
+    /// Seconds within which failed logins count toward a ban.
+    pub ban_window: Option<u64>,
+    /// Seconds a ban lasts.
+    pub ban_duration: Option<u64>,
     /// Idle control-connection timeout, seconds.
     pub idle_timeout: Option<u64>,
     /// Data-connection open timeout, seconds.
@@ -154,6 +177,14 @@ pub struct Config {
     pub passive_enabled: bool,
     /// PORT and EPRT accepted.
     pub active_enabled: bool,
+    /// Connection limits and bans.
+    pub limits: crate::limits::LimitSettings,
+    /// Time allowed to log in.
+    pub login_timeout: Duration,
+    /// Delay after the first failed login on a connection (then 2x, 3x...).
+    pub login_failure_delay: Duration,
+    /// Failed logins after which the connection is closed (421).
+    pub max_login_failures: u32,
     /// Idle timeout of the control connection.
     pub idle_timeout: Duration,
     /// Time allowed to open a data connection.
@@ -238,10 +269,31 @@ impl Config {
             },
             passive_enabled: file.passive_enabled.unwrap_or(true),
             active_enabled: file.active_enabled.unwrap_or(true),
+            limits: crate::limits::LimitSettings {
+                max_clients: positive("max_clients", file.max_clients.unwrap_or(DEFAULT_MAX_CLIENTS))?,
+                max_clients_per_ip: positive(
+                    "max_clients_per_ip",
+                    file.max_clients_per_ip.unwrap_or(DEFAULT_MAX_PER_IP),
+                )?,
+                ban_failures: file.ban_failures.unwrap_or(DEFAULT_BAN_FAILURES),
+                ban_window: Duration::from_secs(positive("ban_window", file.ban_window.unwrap_or(600))?),
+                ban_duration: Duration::from_secs(positive("ban_duration", file.ban_duration.unwrap_or(900))?),
+            },
+            login_timeout: Duration::from_secs(positive("login_timeout", file.login_timeout.unwrap_or(60))?),
+            login_failure_delay: Duration::from_millis(file.login_failure_delay_ms.unwrap_or(1000).min(60_000)),
+            max_login_failures: positive("max_login_failures", file.max_login_failures.unwrap_or(3))?,
             idle_timeout: Duration::from_secs(idle),
             data_timeout: Duration::from_secs(data),
             mounts,
         })
+    }
+}
+
+fn positive<T: PartialOrd + Default + Copy>(key: &'static str, value: T) -> Result<T, ConfigError> {
+    if value > T::default() {
+        Ok(value)
+    } else {
+        Err(invalid(key, "must be greater than 0"))
     }
 }
 

@@ -9,12 +9,14 @@
 //! - [`storage`]: the storage trait and the confined local backend.
 //! - [`path`]: virtual paths that never climb above the root.
 //! - [`data`]: passive and active data connections.
+//! - [`limits`]: connection limits and bans after failed logins.
 //! - [`transfer`]: copying between data connections and storage.
 //! - `session`: one control connection's state machine and handlers.
 
 pub mod auth;
 pub mod config;
 pub mod data;
+pub mod limits;
 pub mod path;
 mod server;
 mod session;

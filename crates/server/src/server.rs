@@ -4,16 +4,17 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::auth::{AuthError, UsersFile};
 use crate::config::Config;
+use crate::limits::{Limits, Refusal};
 use crate::storage::{LocalFs, Storage};
 
 /// How long shutdown waits for sessions to say goodbye.
@@ -61,8 +62,8 @@ pub(crate) struct Context {
     pub mounts: BTreeMap<String, Arc<dyn Storage>>,
     /// The IPv4 address announced in 227 replies, if configured.
     pub public_ipv4: Option<Ipv4Addr>,
-    /// Connected control connections.
-    pub clients: AtomicUsize,
+    /// Connection counts and bans.
+    pub limits: Arc<Limits>,
 }
 
 /// A bound, ready server.
@@ -127,12 +128,12 @@ impl Server {
         Ok(Server {
             listener,
             ctx: Arc::new(Context {
+                limits: Limits::new(config.limits.clone()),
                 config,
                 users,
                 anonymous_storage,
                 mounts,
                 public_ipv4,
-                clients: AtomicUsize::new(0),
             }),
         })
     }
@@ -165,14 +166,20 @@ impl Server {
                         }
                     };
                     let ctx = Arc::clone(&self.ctx);
-                    let stop = stop_rx.clone();
-                    let count = ctx.clients.fetch_add(1, Ordering::Relaxed) + 1;
-                    tracing::debug!(%peer, clients = count, "connection");
-                    sessions.spawn(async move {
-                        let guard = ClientGuard(Arc::clone(&ctx));
-                        crate::session::serve(stream, ctx, stop, count).await;
-                        drop(guard);
-                    });
+                    match ctx.limits.admit(peer.ip().to_canonical(), Instant::now()) {
+                        Ok(admitted) => {
+                            tracing::debug!(%peer, clients = admitted.clients_at_start, "connection");
+                            let stop = stop_rx.clone();
+                            sessions.spawn(async move {
+                                crate::session::serve(stream, ctx, stop, admitted.clients_at_start).await;
+                                drop(admitted);
+                            });
+                        }
+                        Err(refusal) => {
+                            tracing::info!(%peer, %refusal, "connection refused");
+                            sessions.spawn(refuse(stream, refusal));
+                        }
+                    }
                 }
                 Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
                 () = &mut shutdown => break,
@@ -183,11 +190,13 @@ impl Server {
     }
 }
 
-/// Decrements the client count when a session ends, however it ends.
-struct ClientGuard(Arc<Context>);
-
-impl Drop for ClientGuard {
-    fn drop(&mut self) {
-        self.0.clients.fetch_sub(1, Ordering::Relaxed);
-    }
+/// Turns a connection away with 421 and the reason.
+async fn refuse(mut stream: tokio::net::TcpStream, refusal: Refusal) {
+    use tokio::io::AsyncWriteExt;
+    let reply = ferroftp_proto::Reply::new(ferroftp_proto::code::SERVICE_NOT_AVAILABLE, refusal.to_string());
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = stream.write_all(&reply.to_wire()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }

@@ -135,6 +135,9 @@ impl Session {
     }
 
     fn reinitialize(&mut self) {
+        if matches!(self.login, LoginState::LoggedIn(_)) {
+            self.login_deadline = Some(tokio::time::Instant::now() + self.ctx.config.login_timeout);
+        }
         self.login = LoginState::AwaitingUser;
         self.cwd = VirtualPath::root();
         self.transfer_type = TransferType::Ascii;
@@ -189,13 +192,37 @@ impl Session {
                 tracing::info!(peer = %self.peer, user = %login.name, "login");
                 self.login = LoginState::LoggedIn(login);
                 self.cwd = VirtualPath::root();
+                self.login_deadline = None;
                 reply(code::LOGGED_IN, "Login successful.")
             }
-            None => {
-                tracing::info!(peer = %self.peer, user = %name, "login refused");
-                reply(code::NOT_LOGGED_IN, "Login incorrect.")
-            }
+            None => self.login_failed(&name).await,
         }
+    }
+
+    /// A failed login: wait (longer each time), and close the connection
+    /// after too many failures or when the address gets banned.
+    // SECURITY: password guessing. The growing delay slows one connection,
+    // the per-connection limit forces reconnects, and the per-IP ban stops
+    // an address that keeps reconnecting.
+    async fn login_failed(&mut self, name: &str) -> Action {
+        self.failed_logins += 1;
+        tracing::info!(peer = %self.peer, user = %name, failures = self.failed_logins, "login refused");
+        let banned = self.ctx.limits.record_failure(self.peer.ip(), std::time::Instant::now());
+        tokio::time::sleep(self.ctx.config.login_failure_delay * self.failed_logins).await;
+        if let Some(ban) = banned {
+            tracing::warn!(peer = %self.peer, seconds = ban.as_secs(), "address banned after failed logins");
+            return Action::Close(Reply::new(
+                code::SERVICE_NOT_AVAILABLE,
+                format!("Too many failed logins from your address; banned for {} seconds.", ban.as_secs()),
+            ));
+        }
+        if self.failed_logins >= self.ctx.config.max_login_failures {
+            return Action::Close(Reply::new(
+                code::SERVICE_NOT_AVAILABLE,
+                "Too many failed logins; closing connection.",
+            ));
+        }
+        reply(code::NOT_LOGGED_IN, "Login incorrect.")
     }
 
     async fn virtual_user(&self, name: &str, password: Password) -> Option<Login> {

@@ -156,6 +156,10 @@ pub(crate) struct Session {
     clients_at_start: usize,
     /// The transfer in flight, if any.
     transfer: Option<RunningTransfer>,
+    /// Failed logins on this connection (each one waits longer).
+    failed_logins: u32,
+    /// When the client must be logged in by, while it is not.
+    login_deadline: Option<Instant>,
 }
 
 /// Serves one control connection until QUIT, EOF, timeout or shutdown.
@@ -191,7 +195,10 @@ pub(crate) async fn serve(
         idle_timeout,
         clients_at_start,
         transfer: None,
+        failed_logins: 0,
+        login_deadline: None,
     };
+    session.login_deadline = Some(Instant::now() + session.ctx.config.login_timeout);
     if let Err(e) = session.run(&mut reader, &mut shutdown).await {
         tracing::debug!(%peer, error = %e, "control connection ended with an error");
     }
@@ -308,8 +315,13 @@ impl Session {
                     self.send(&reply).await?;
                     deadline = Instant::now() + self.idle_timeout;
                 }
-                _ = sleep_until(deadline), if self.transfer.is_none() => {
-                    self.send(&Reply::new(code::SERVICE_NOT_AVAILABLE, "Timeout: idle too long; closing control connection.")).await?;
+                _ = sleep_until(self.login_deadline.map_or(deadline, |d| d.min(deadline))), if self.transfer.is_none() => {
+                    let text = if self.login_deadline.is_some_and(|d| d <= Instant::now()) {
+                        "Timeout: not logged in in time; closing control connection."
+                    } else {
+                        "Timeout: idle too long; closing control connection."
+                    };
+                    self.send(&Reply::new(code::SERVICE_NOT_AVAILABLE, text)).await?;
                     return Ok(());
                 }
                 _ = shutdown.changed() => {

@@ -30,6 +30,7 @@ impl TestServer {
             listen: Some("127.0.0.1:0".into()),
             root: Some(root.path().to_path_buf()),
             anonymous_write: Some(true),
+            login_failure_delay_ms: Some(10),
             ..Default::default()
         };
         adjust(&mut file);

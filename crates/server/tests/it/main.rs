@@ -4,6 +4,7 @@
 mod commands;
 mod data_connections;
 mod helpers;
+mod limits;
 mod robustness;
 mod suppaftp_client;
 mod transfers;

@@ -1,0 +1,104 @@
+//! Connection limits, the login timeout and the brute-force defence. The
+//! second address, 127.0.0.2, stands in for another client host.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpStream};
+
+use crate::helpers::*;
+
+/// Connects from `local` and returns the first reply line.
+fn greeting_from(server: &TestServer, local: &str) -> (TcpStream, String) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&format!("{local}:0").parse::<SocketAddr>().unwrap().into()).unwrap();
+    socket.connect(&server.addr.into()).unwrap();
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut line = String::new();
+    BufReader::new(stream.try_clone().unwrap()).read_line(&mut line).unwrap();
+    (stream, line)
+}
+
+#[test]
+fn a_full_server_answers_421_at_connect() {
+    let server = TestServer::start_with(|f| f.max_clients = Some(2));
+    let a = server.login();
+    let _b = server.connect();
+    let (_c, line) = greeting_from(&server, "127.0.0.1");
+    assert!(line.starts_with("421 Too many users (2)"), "{line}");
+    drop(a);
+    // The freed place is taken by the next client (the server notices the
+    // closed connection on its own time, so allow it a moment).
+    let mut last = String::new();
+    for _ in 0..200 {
+        last = greeting_from(&server, "127.0.0.1").1;
+        if last.starts_with("220") {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("no place freed: {last}");
+}
+
+#[test]
+fn connections_per_ip_are_limited() {
+    let server = TestServer::start_with(|f| f.max_clients_per_ip = Some(1));
+    let _a = server.login();
+    let (_b, line) = greeting_from(&server, "127.0.0.1");
+    assert!(line.starts_with("421 Too many connections from your address"), "{line}");
+    let (_c, line) = greeting_from(&server, "127.0.0.2");
+    assert!(line.starts_with("220"), "another address is let in: {line}");
+}
+
+#[test]
+fn not_logging_in_in_time_closes_the_connection() {
+    let server = TestServer::start_with(|f| f.login_timeout = Some(1));
+    let mut c = server.connect();
+    c.ok("USER ftp", 331);
+    let (code, text) = c.reply();
+    assert_eq!(code, 421, "{text}");
+    assert!(text.contains("not logged in in time"), "{text}");
+    assert_eq!(c.read_to_end(), "");
+    // Logged-in sessions are not affected.
+    let mut d = server.login();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    d.ok("NOOP", 200);
+}
+
+#[test]
+fn repeated_failed_logins_close_the_connection() {
+    let server = TestServer::start_with(|f| {
+        f.anonymous = Some(false);
+        f.max_login_failures = Some(2);
+    });
+    let mut c = server.connect();
+    c.ok("USER ftp", 331);
+    c.ok("PASS wrong", 530);
+    c.ok("USER ftp", 331);
+    let text = c.ok("PASS wrong", 421);
+    assert!(text.contains("Too many failed logins"), "{text}");
+    assert_eq!(c.read_to_end(), "");
+}
+
+#[test]
+fn an_address_that_keeps_failing_is_banned() {
+    let server = TestServer::start_with(|f| {
+        f.anonymous = Some(false);
+        f.ban_failures = Some(3);
+        f.ban_duration = Some(600);
+    });
+    for attempt in 1..=3 {
+        let mut c = server.connect();
+        c.ok("USER admin", 331);
+        let (code, text) = c.cmd("PASS guess");
+        if attempt < 3 {
+            assert_eq!(code, 530, "{text}");
+        } else {
+            assert_eq!(code, 421, "{text}");
+            assert!(text.contains("banned for 600 seconds"), "{text}");
+        }
+    }
+    let (_s, line) = greeting_from(&server, "127.0.0.1");
+    assert!(line.starts_with("421 Too many failed logins from your address"), "{line}");
+    let (_t, line) = greeting_from(&server, "127.0.0.2");
+    assert!(line.starts_with("220"), "other addresses are not banned: {line}");
+}
