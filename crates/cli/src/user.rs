@@ -92,7 +92,7 @@ pub fn run(cmd: UserCommand) -> Result<(), String> {
             }
             let home = home.canonicalize().map_err(|e| format!("home {}: {e}", home.display()))?;
             let password = hash_password(&read_password(password_stdin)?).map_err(err)?;
-            users.user.push(UserEntry { name: name.clone(), password, home, write, mounts: Vec::new() });
+            users.user.push(UserEntry::new(name.clone(), password, home, write));
             users.save(&file).map_err(err)?;
             println!("added user {name}");
         }
@@ -118,7 +118,15 @@ pub fn run(cmd: UserCommand) -> Result<(), String> {
         UserCommand::List { file } => {
             let users = UsersFile::load(&file).map_err(err)?;
             for u in &users.user {
-                println!("{}\t{}\t{}", u.name, if u.write { "read-write" } else { "read-only" }, u.home.display());
+                let rights = u.rights();
+                let summary = if rights == ferroftp_server::permissions::Permissions::ALL {
+                    "read-write".to_string()
+                } else if rights == ferroftp_server::permissions::Permissions::READ_ONLY {
+                    "read-only".to_string()
+                } else {
+                    format!("{rights:?}")
+                };
+                println!("{}\t{summary}\t{}", u.name, u.home.display());
             }
         }
     }

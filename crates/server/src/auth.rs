@@ -18,6 +18,8 @@ use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, Pass
 use argon2::Argon2;
 use serde::{Deserialize, Serialize};
 
+use crate::permissions::Permissions;
+
 /// A users-file error, naming the file and what is wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -64,6 +66,74 @@ pub struct UserEntry {
     /// Mount names (from the server's `[mounts]`) the user may SMNT.
     #[serde(default)]
     pub mounts: Vec<String>,
+    /// Rights, overriding `write`: any of list, read, write, append,
+    /// delete, rename, mkdir, rmdir, chmod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Vec<String>>,
+    /// File-creation mask, octal (e.g. "022").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub umask: Option<String>,
+    /// Most sessions of this user at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_sessions: Option<usize>,
+    /// Upload limit per session, bytes per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_rate: Option<u64>,
+    /// Download limit per session, bytes per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download_rate: Option<u64>,
+    /// Most bytes the user's home may hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_bytes: Option<u64>,
+    /// Most files the user's home may hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_files: Option<u64>,
+}
+
+impl UserEntry {
+    /// A read-only or read-write user with nothing else set.
+    pub fn new(name: String, password: String, home: PathBuf, write: bool) -> UserEntry {
+        UserEntry {
+            name,
+            password,
+            home,
+            write,
+            mounts: Vec::new(),
+            permissions: None,
+            umask: None,
+            max_sessions: None,
+            upload_rate: None,
+            download_rate: None,
+            quota_bytes: None,
+            quota_files: None,
+        }
+    }
+
+    /// The user's rights: `permissions` if given, else all with `write`
+    /// and list+read without.
+    pub fn rights(&self) -> Permissions {
+        match &self.permissions {
+            Some(list) => Permissions::parse(list).unwrap_or(Permissions::READ_ONLY),
+            None if self.write => Permissions::ALL,
+            None => Permissions::READ_ONLY,
+        }
+    }
+
+    /// The user's umask, if set.
+    pub fn umask_bits(&self) -> Option<u32> {
+        self.umask.as_deref().and_then(|u| parse_umask(u).ok())
+    }
+}
+
+/// Parses an octal umask 000-777.
+///
+/// # Errors
+/// A message naming the bad value.
+pub fn parse_umask(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text, 8)
+        .ok()
+        .filter(|m| *m <= 0o777 && !text.is_empty() && text.len() <= 4)
+        .ok_or_else(|| format!("umask {text:?} is not octal 000-777"))
 }
 
 /// The users file: a list of users.
@@ -101,6 +171,15 @@ impl UsersFile {
             }
             PasswordHash::new(&u.password)
                 .map_err(|e| invalid(format!("user {:?}: password is not a PHC hash: {e}", u.name)))?;
+            if let Some(list) = &u.permissions {
+                Permissions::parse(list).map_err(|e| invalid(format!("user {:?}: permissions: {e}", u.name)))?;
+            }
+            if let Some(mask) = &u.umask {
+                parse_umask(mask).map_err(|e| invalid(format!("user {:?}: {e}", u.name)))?;
+            }
+            if u.max_sessions == Some(0) {
+                return Err(invalid(format!("user {:?}: max_sessions must be at least 1", u.name)));
+            }
         }
         Ok(file)
     }
@@ -177,15 +256,7 @@ mod tests {
     fn hash_and_verify() {
         let h = hash_password("s3cret").unwrap();
         assert!(h.starts_with("$argon2id$"));
-        let file = UsersFile {
-            user: vec![UserEntry {
-                name: "alice".into(),
-                password: h,
-                home: "/tmp".into(),
-                write: true,
-                mounts: vec![],
-            }],
-        };
+        let file = UsersFile { user: vec![UserEntry::new("alice".into(), h, "/tmp".into(), true)] };
         assert!(file.verify("alice", "s3cret").is_some());
         assert!(file.verify("alice", "wrong").is_none());
         assert!(file.verify("bob", "s3cret").is_none());
@@ -202,5 +273,17 @@ mod tests {
         std::fs::write(&p, "[[user]]\nname = \"a\"\npasword = \"x\"\nhome = \"/\"\n").unwrap();
         let e = UsersFile::load(&p).unwrap_err().to_string();
         assert!(e.contains("pasword"), "{e}");
+        let hash = hash_password("x").unwrap();
+        std::fs::write(
+            &p,
+            format!("[[user]]\nname = \"a\"\npassword = \"{hash}\"\nhome = \"/\"\npermissions = [\"fly\"]\n"),
+        )
+        .unwrap();
+        let e = UsersFile::load(&p).unwrap_err().to_string();
+        assert!(e.contains("fly"), "{e}");
+        std::fs::write(&p, format!("[[user]]\nname = \"a\"\npassword = \"{hash}\"\nhome = \"/\"\numask = \"999\"\n"))
+            .unwrap();
+        let e = UsersFile::load(&p).unwrap_err().to_string();
+        assert!(e.contains("umask"), "{e}");
     }
 }

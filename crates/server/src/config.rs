@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::auth::parse_umask;
+use crate::permissions::{Permission, Permissions};
+
 /// Where ferroftp listens when nothing says otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:2121";
 /// The seed's session timeout: idle control connections close after this.
@@ -73,6 +76,22 @@ pub struct FileConfig {
     pub anonymous_write: Option<bool>,
     /// Mount names (from `[mounts]`) anonymous users may SMNT.
     pub anonymous_mounts: Option<Vec<String>>,
+    /// Whether anonymous users may upload (STOR, STOU, APPE).
+    pub anonymous_upload: Option<bool>,
+    /// Whether anonymous users may make directories.
+    pub anonymous_mkdir: Option<bool>,
+    /// Anonymous users' umask, octal.
+    pub anonymous_umask: Option<String>,
+    /// Most anonymous sessions at once.
+    pub anonymous_max_sessions: Option<usize>,
+    /// Anonymous upload limit per session, bytes per second.
+    pub anonymous_upload_rate: Option<u64>,
+    /// Anonymous download limit per session, bytes per second.
+    pub anonymous_download_rate: Option<u64>,
+    /// Upload limit per session for everyone, bytes per second.
+    pub upload_rate: Option<u64>,
+    /// Download limit per session for everyone, bytes per second.
+    pub download_rate: Option<u64>,
     /// The users file (TOML, argon2id hashes).
     pub users: Option<PathBuf>,
     /// Passive port range, `"A-B"`.
@@ -139,6 +158,16 @@ pub struct AnonymousConfig {
     pub write: bool,
     /// Mounts anonymous users may SMNT.
     pub mounts: Vec<String>,
+    /// What anonymous users may do.
+    pub permissions: Permissions,
+    /// Anonymous users' umask.
+    pub umask: u32,
+    /// Most anonymous sessions at once.
+    pub max_sessions: Option<usize>,
+    /// Upload limit, bytes per second.
+    pub upload_rate: Option<u64>,
+    /// Download limit, bytes per second.
+    pub download_rate: Option<u64>,
 }
 
 /// What happens to an upload that breaks off (network, ABOR, QUIT).
@@ -161,6 +190,10 @@ pub struct Config {
     pub anonymous: AnonymousConfig,
     /// Users file, if any.
     pub users_file: Option<PathBuf>,
+    /// Upload limit per session unless the user has one, bytes per second.
+    pub upload_rate: Option<u64>,
+    /// Download limit per session unless the user has one, bytes per second.
+    pub download_rate: Option<u64>,
     /// Passive ports; `None` lets the OS choose.
     pub passive_ports: Option<RangeInclusive<u16>>,
     /// Address announced in 227 (and checked to be IPv4 at bind time).
@@ -253,7 +286,28 @@ impl Config {
                 root,
                 write: file.anonymous_write.unwrap_or(false),
                 mounts: anonymous_mounts,
+                permissions: if file.anonymous_write.unwrap_or(false) {
+                    Permissions::ALL
+                } else {
+                    let mut p = Permissions::READ_ONLY;
+                    if file.anonymous_upload.unwrap_or(false) {
+                        p = p.with(Permissions::of(&[Permission::Write, Permission::Append]));
+                    }
+                    if file.anonymous_mkdir.unwrap_or(false) {
+                        p = p.with(Permissions::of(&[Permission::Mkdir]));
+                    }
+                    p
+                },
+                umask: match &file.anonymous_umask {
+                    Some(u) => parse_umask(u).map_err(|e| invalid("anonymous_umask", e))?,
+                    None => 0o022,
+                },
+                max_sessions: file.anonymous_max_sessions.map(|n| positive("anonymous_max_sessions", n)).transpose()?,
+                upload_rate: file.anonymous_upload_rate.filter(|r| *r > 0),
+                download_rate: file.anonymous_download_rate.filter(|r| *r > 0),
             },
+            upload_rate: file.upload_rate.filter(|r| *r > 0),
+            download_rate: file.download_rate.filter(|r| *r > 0),
             users_file: file.users,
             passive_ports,
             public_address: file.public_address,

@@ -8,6 +8,7 @@
 //! - [`auth`]: the users file and argon2id checks.
 //! - [`storage`]: the storage trait and the confined local backend.
 //! - [`path`]: virtual paths that never climb above the root.
+//! - [`permissions`]: what a user may do.
 //! - [`data`]: passive and active data connections.
 //! - [`limits`]: connection limits and bans after failed logins.
 //! - [`transfer`]: copying between data connections and storage.
@@ -18,6 +19,7 @@ pub mod config;
 pub mod data;
 pub mod limits;
 pub mod path;
+pub mod permissions;
 mod server;
 mod session;
 pub mod storage;

@@ -54,6 +54,26 @@ struct State {
     clients: usize,
     per_ip: HashMap<IpAddr, usize>,
     failures: HashMap<IpAddr, FailureRecord>,
+    per_user: HashMap<String, usize>,
+}
+
+/// A logged-in session of a user; dropping it frees the user's place.
+#[derive(Debug)]
+pub struct UserSlot {
+    limits: Arc<Limits>,
+    name: String,
+}
+
+impl Drop for UserSlot {
+    fn drop(&mut self) {
+        let mut state = self.limits.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = state.per_user.get_mut(&self.name) {
+            *n -= 1;
+            if *n == 0 {
+                state.per_user.remove(&self.name);
+            }
+        }
+    }
 }
 
 /// Shared admission state.
@@ -112,6 +132,22 @@ impl Limits {
         state.clients += 1;
         *state.per_ip.entry(ip).or_insert(0) += 1;
         Ok(Admitted { limits: Arc::clone(self), ip, clients_at_start: state.clients })
+    }
+
+    /// Takes one of `name`'s at most `max` sessions.
+    ///
+    /// # Errors
+    /// `Err(max)` when the user has that many sessions already.
+    pub fn enter_user(self: &Arc<Self>, name: &str, max: Option<usize>) -> Result<UserSlot, usize> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = state.per_user.entry(name.to_string()).or_insert(0);
+        if let Some(max) = max {
+            if *count >= max {
+                return Err(max);
+            }
+        }
+        *count += 1;
+        Ok(UserSlot { limits: Arc::clone(self), name: name.to_string() })
     }
 
     /// Records a failed login from `ip`; returns the ban length when this

@@ -107,7 +107,22 @@ impl TransferError {
     }
 }
 
-/// Runs one transfer to completion; returns the bytes moved on the wire.
+/// Paces a transfer to a rate in bytes per second.
+struct Throttle {
+    rate: u64,
+    started: tokio::time::Instant,
+}
+
+impl Throttle {
+    /// Waits until `total` bytes are due at the rate.
+    async fn pace(&self, total: u64) {
+        let due = self.started + Duration::from_secs_f64(total as f64 / self.rate as f64);
+        tokio::time::sleep_until(due).await;
+    }
+}
+
+/// Runs one transfer to completion, at most `rate` bytes per second;
+/// returns the bytes moved on the wire.
 ///
 /// # Errors
 /// A [`TransferError`] naming what failed.
@@ -116,11 +131,15 @@ pub async fn run(
     open_timeout: Duration,
     job: Job,
     progress: Arc<AtomicU64>,
+    rate: Option<u64>,
 ) -> Result<u64, TransferError> {
     let mut data = setup.open(open_timeout).await?;
+    let throttle = rate.map(|rate| Throttle { rate, started: tokio::time::Instant::now() });
+    // Smaller chunks at low rates keep the pace smooth.
+    let chunk = rate.map_or(CHUNK, |r| (r as usize / 8).clamp(1024, CHUNK));
     match job {
         Job::Send { mut source, ascii } => {
-            let mut buf = vec![0u8; CHUNK];
+            let mut buf = vec![0u8; chunk];
             let mut converter = ascii.then(ascii::ToWire::default);
             let mut converted = Vec::new();
             let mut total = 0u64;
@@ -140,12 +159,15 @@ pub async fn run(
                 data.write_all(wire).await.map_err(TransferError::Network)?;
                 total += wire.len() as u64;
                 progress.store(total, Ordering::Relaxed);
+                if let Some(t) = &throttle {
+                    t.pace(total).await;
+                }
             }
             data.shutdown().await.map_err(TransferError::Network)?;
             Ok(total)
         }
         Job::Receive { mut sink, ascii, commit } => {
-            let mut buf = vec![0u8; CHUNK];
+            let mut buf = vec![0u8; chunk];
             let mut converter = ascii.then(ascii::FromWire::default);
             let mut converted = Vec::new();
             let mut total = 0u64;
@@ -169,6 +191,9 @@ pub async fn run(
                 }
                 total += n as u64;
                 progress.store(total, Ordering::Relaxed);
+                if let Some(t) = &throttle {
+                    t.pace(total).await;
+                }
             }
             sink.flush().await.map_err(|e| TransferError::Storage(e.into()))?;
             sink.shutdown().await.map_err(|e| TransferError::Storage(e.into()))?;

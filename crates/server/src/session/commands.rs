@@ -15,6 +15,7 @@ use crate::auth::ANONYMOUS_NAMES;
 use crate::config::PartialUploads;
 use crate::data::{listen_passive, DataSetup};
 use crate::path::VirtualPath;
+use crate::permissions::Permission;
 use crate::storage::{LocalFs, Storage, StorageError, WriteMode};
 use crate::transfer::{Commit, Job, PartialUpload, UPLOAD_TEMP_PREFIX};
 
@@ -46,7 +47,7 @@ fn strip_list_options(arg: Option<&str>) -> Option<&str> {
 }
 
 impl Session {
-    fn logged_in(&self) -> Option<&Login> {
+    pub(super) fn logged_in(&self) -> Option<&Login> {
         match &self.login {
             LoginState::LoggedIn(l) => Some(l),
             _ => None,
@@ -107,10 +108,16 @@ impl Session {
             Command::Smnt(name) => self.smnt(&name),
             Command::Mkd(arg) => self.mkd(&arg).await,
             Command::Rmd(arg) => {
-                self.simple_write("Remove directory", &arg, |s, p| Box::pin(async move { s.rmdir(&p).await })).await
+                self.simple_write("Remove directory", Permission::Rmdir, &arg, |s, p| {
+                    Box::pin(async move { s.rmdir(&p).await })
+                })
+                .await
             }
             Command::Dele(arg) => {
-                self.simple_write("Delete", &arg, |s, p| Box::pin(async move { s.delete(&p).await })).await
+                self.simple_write("Delete", Permission::Delete, &arg, |s, p| {
+                    Box::pin(async move { s.delete(&p).await })
+                })
+                .await
             }
             Command::Rnfr(arg) => self.rnfr(&arg).await,
             Command::Rnto(arg) => self.rnto(rename_from, &arg).await,
@@ -174,29 +181,45 @@ impl Session {
         let ctx = Arc::clone(&self.ctx);
         let anonymous = ANONYMOUS_NAMES.contains(&name.to_ascii_lowercase().as_str());
         let login = if anonymous {
-            match (&ctx.anonymous_storage, ctx.config.anonymous.enabled) {
-                (Some(storage), true) => Some(Login {
-                    name: "ftp".into(),
-                    storage: Arc::clone(storage),
-                    home: Arc::clone(storage),
-                    write: ctx.config.anonymous.write,
-                    mounts: ctx.config.anonymous.mounts.clone(),
-                }),
+            let anon = &ctx.config.anonymous;
+            match (&ctx.anonymous_storage, anon.enabled) {
+                (Some(storage), true) => Some((
+                    Login {
+                        name: "ftp".into(),
+                        storage: Arc::clone(storage),
+                        home: Arc::clone(storage),
+                        permissions: anon.permissions,
+                        umask: anon.umask,
+                        mounts: anon.mounts.clone(),
+                        upload_rate: anon.upload_rate,
+                        download_rate: anon.download_rate,
+                        _slot: None,
+                    },
+                    anon.max_sessions,
+                )),
                 _ => None,
             }
         } else {
             self.virtual_user(&name, password).await
         };
-        match login {
-            Some(login) => {
-                tracing::info!(peer = %self.peer, user = %login.name, "login");
-                self.login = LoginState::LoggedIn(login);
-                self.cwd = VirtualPath::root();
-                self.login_deadline = None;
-                reply(code::LOGGED_IN, "Login successful.")
+        let Some((mut login, max_sessions)) = login else {
+            return self.login_failed(&name).await;
+        };
+        match ctx.limits.enter_user(&login.name, max_sessions) {
+            Ok(slot) => login._slot = Some(slot),
+            Err(max) => {
+                return reply(
+                    code::NOT_LOGGED_IN,
+                    format!("Too many sessions for this user ({max}); try again later."),
+                );
             }
-            None => self.login_failed(&name).await,
         }
+        tracing::info!(peer = %self.peer, user = %login.name, "login");
+        self.umask = login.umask;
+        self.login = LoginState::LoggedIn(login);
+        self.cwd = VirtualPath::root();
+        self.login_deadline = None;
+        reply(code::LOGGED_IN, "Login successful.")
     }
 
     /// A failed login: wait (longer each time), and close the connection
@@ -225,7 +248,9 @@ impl Session {
         reply(code::NOT_LOGGED_IN, "Login incorrect.")
     }
 
-    async fn virtual_user(&self, name: &str, password: Password) -> Option<Login> {
+    /// Checks a virtual user's password; returns the login and the user's
+    /// session limit.
+    async fn virtual_user(&self, name: &str, password: Password) -> Option<(Login, Option<usize>)> {
         let users = self.ctx.users.clone()?;
         let name = name.to_string();
         let entry = tokio::task::spawn_blocking(move || users.verify(&name, &password.0).cloned()).await.ok()??;
@@ -236,13 +261,18 @@ impl Session {
                 return None;
             }
         };
-        Some(Login {
+        let login = Login {
+            permissions: entry.rights(),
+            umask: entry.umask_bits().unwrap_or(DEFAULT_UMASK),
+            upload_rate: entry.upload_rate.filter(|r| *r > 0).or(self.ctx.config.upload_rate),
+            download_rate: entry.download_rate.filter(|r| *r > 0).or(self.ctx.config.download_rate),
             name: entry.name,
             storage: Arc::clone(&storage),
             home: storage,
-            write: entry.write,
             mounts: entry.mounts,
-        })
+            _slot: None,
+        };
+        Some((login, entry.max_sessions))
     }
 
     /// The logged-in user's storage (only called after the login gate).
@@ -253,8 +283,9 @@ impl Session {
         }
     }
 
-    fn may_write(&self) -> bool {
-        self.logged_in().is_some_and(|l| l.write)
+    /// True if the logged-in user has permission `p`.
+    pub(super) fn may(&self, p: Permission) -> bool {
+        self.logged_in().is_some_and(|l| l.permissions.allows(p))
     }
 
     fn permission_denied() -> Action {
@@ -294,7 +325,7 @@ impl Session {
     }
 
     async fn mkd(&mut self, arg: &str) -> Action {
-        if !self.may_write() {
+        if !self.may(Permission::Mkdir) {
             return Self::permission_denied();
         }
         let path = self.cwd.resolve(arg);
@@ -307,11 +338,11 @@ impl Session {
         }
     }
 
-    async fn simple_write<F>(&mut self, what: &str, arg: &str, op: F) -> Action
+    async fn simple_write<F>(&mut self, what: &str, needs: Permission, arg: &str, op: F) -> Action
     where
         F: FnOnce(Arc<dyn Storage>, VirtualPath) -> futures_lite::BoxedOp,
     {
-        if !self.may_write() {
+        if !self.may(needs) {
             return Self::permission_denied();
         }
         let path = self.cwd.resolve(arg);
@@ -325,7 +356,7 @@ impl Session {
     }
 
     async fn rnfr(&mut self, arg: &str) -> Action {
-        if !self.may_write() {
+        if !self.may(Permission::Rename) {
             return Self::permission_denied();
         }
         let path = self.cwd.resolve(arg);
@@ -359,7 +390,7 @@ impl Session {
         match site {
             SiteCommand::Help => reply(code::HELP, "SITE commands: CHMOD UMASK IDLE HELP"),
             SiteCommand::Chmod { mode, path } => {
-                if !self.may_write() {
+                if !self.may(Permission::Chmod) {
                     return Self::permission_denied();
                 }
                 let path = self.cwd.resolve(&path);
@@ -393,6 +424,9 @@ impl Session {
     }
 
     async fn size(&mut self, arg: &str) -> Action {
+        if !self.may(Permission::List) {
+            return Self::permission_denied();
+        }
         let path = self.cwd.resolve(arg);
         match self.storage().metadata(&path).await {
             Ok(f) if f.kind == EntryKind::File => reply(code::FILE_STATUS, f.size.to_string()),
@@ -402,6 +436,9 @@ impl Session {
     }
 
     async fn mdtm(&mut self, arg: &str) -> Action {
+        if !self.may(Permission::List) {
+            return Self::permission_denied();
+        }
         let path = self.cwd.resolve(arg);
         match self.storage().metadata(&path).await {
             Ok(f) if f.kind == EntryKind::File => reply(code::FILE_STATUS, mdtm_timestamp(f.modified)),
@@ -541,6 +578,9 @@ impl Session {
 
     async fn retr(&mut self, arg: &str) -> Action {
         let offset = std::mem::take(&mut self.restart_offset);
+        if !self.may(Permission::Read) {
+            return Self::permission_denied();
+        }
         let path = self.cwd.resolve(arg);
         let storage = self.storage();
         let facts = match storage.metadata(&path).await {
@@ -575,7 +615,13 @@ impl Session {
 
     async fn store(&mut self, arg: &str, append: bool) -> Action {
         let offset = std::mem::take(&mut self.restart_offset);
-        if !self.may_write() {
+        // Resuming or appending needs append (or write); replacing needs write.
+        let allowed = if append || offset > 0 {
+            self.may(Permission::Append) || self.may(Permission::Write)
+        } else {
+            self.may(Permission::Write)
+        };
+        if !allowed {
             return Self::permission_denied();
         }
         let target = self.cwd.resolve(arg);
@@ -625,7 +671,7 @@ impl Session {
 
     async fn stou(&mut self, hint: Option<&str>) -> Action {
         self.restart_offset = 0;
-        if !self.may_write() {
+        if !self.may(Permission::Write) {
             return Self::permission_denied();
         }
         if self.data.is_none() {
@@ -664,6 +710,9 @@ impl Session {
     }
 
     async fn list(&mut self, arg: Option<&str>, names_only: bool) -> Action {
+        if !self.may(Permission::List) {
+            return Self::permission_denied();
+        }
         let target = strip_list_options(arg);
         let path = target.map_or_else(|| self.cwd.clone(), |t| self.cwd.resolve(t));
         let text = match self.listing_lines(&path, names_only).await {

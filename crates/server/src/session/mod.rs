@@ -25,7 +25,9 @@ use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
 
 use crate::data::DataSetup;
+use crate::limits::UserSlot;
 use crate::path::VirtualPath;
+use crate::permissions::Permissions;
 use crate::server::Context;
 use crate::storage::Storage;
 use crate::transfer::{self, Job, PartialUpload, TransferError};
@@ -60,10 +62,18 @@ struct Login {
     storage: Arc<dyn Storage>,
     /// The home storage, to return to with `SMNT ~`.
     home: Arc<dyn Storage>,
-    /// Whether the user may change files.
-    write: bool,
+    /// What the user may do.
+    permissions: Permissions,
+    /// The user's file-creation mask at login.
+    umask: u32,
     /// Mount names the user may SMNT.
     mounts: Vec<String>,
+    /// Upload limit, bytes per second.
+    upload_rate: Option<u64>,
+    /// Download limit, bytes per second.
+    download_rate: Option<u64>,
+    /// This session's place among the user's `max_sessions`.
+    _slot: Option<UserSlot>,
 }
 
 /// A transfer running beside the control loop.
@@ -386,11 +396,16 @@ impl Session {
             Action::Transfer(start) => {
                 self.send(&start.preliminary).await?;
                 let progress = Arc::new(AtomicU64::new(0));
+                let rate = self.logged_in().and_then(|l| match start.job {
+                    Job::Send { .. } => l.download_rate,
+                    Job::Receive { .. } => l.upload_rate,
+                });
                 let task = tokio::spawn(transfer::run(
                     start.setup,
                     self.ctx.config.data_timeout,
                     start.job,
                     Arc::clone(&progress),
+                    rate,
                 ));
                 self.transfer = Some(RunningTransfer {
                     task,

@@ -5,6 +5,7 @@ use ferroftp_proto::command::{syntax_of, COMMANDS};
 use ferroftp_proto::{code, Reply, TransferType};
 
 use super::{Action, LoginState, Session};
+use crate::permissions::Permission;
 
 /// The extensions FEAT announces: exactly what the server implements.
 const FEATURES: &[&str] = &["EPRT", "EPSV", "MDTM", "PASV", "REST STREAM", "SIZE", "TVFS", "UTF8"];
@@ -50,8 +51,24 @@ impl Session {
         }
     }
 
+    /// The seed's "No session bandwidth limit" line, or the limits.
+    fn bandwidth_line(&self) -> String {
+        let (down, up) = self.logged_in().map_or((None, None), |l| (l.download_rate, l.upload_rate));
+        match (down, up) {
+            (None, None) => "No session bandwidth limit".to_string(),
+            (Some(d), Some(u)) if d == u => format!("Session bandwidth limit in bytes per second is {d}"),
+            _ => {
+                let show = |r: Option<u64>| r.map_or("unlimited".to_string(), |r| r.to_string());
+                format!("Session bandwidth limit in bytes per second is {} down, {} up", show(down), show(up))
+            }
+        }
+    }
+
     pub(super) async fn stat(&self, arg: Option<&str>) -> Action {
         if let Some(arg) = arg.map(str::trim).filter(|a| !a.is_empty()) {
+            if !self.may(Permission::List) {
+                return Action::Reply(Reply::new(code::FILE_UNAVAILABLE, "Permission denied."));
+            }
             let path = self.cwd.resolve(arg);
             return match self.listing_lines(&path, false).await {
                 Ok(lines) => {
@@ -68,7 +85,7 @@ impl Session {
             format!("Connected to {}", self.peer.ip()),
             user,
             format!("TYPE: {}", if self.transfer_type == TransferType::Ascii { "ASCII" } else { "BINARY" }),
-            "No session bandwidth limit".to_string(),
+            self.bandwidth_line(),
             format!("Session timeout in seconds is {}", self.idle_timeout.as_secs()),
             "Control connection is plain text".to_string(),
             "Data connections will be plain text".to_string(),

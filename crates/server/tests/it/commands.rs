@@ -86,13 +86,12 @@ fn virtual_users_from_users_file() {
     let home = tempfile::tempdir().unwrap();
     let users = home.path().join("users.toml");
     let file = ferroftp_server::auth::UsersFile {
-        user: vec![ferroftp_server::auth::UserEntry {
-            name: "alice".into(),
-            password: ferroftp_server::auth::hash_password("wonder land").unwrap(),
-            home: home.path().to_path_buf(),
-            write: true,
-            mounts: vec![],
-        }],
+        user: vec![ferroftp_server::auth::UserEntry::new(
+            "alice".into(),
+            ferroftp_server::auth::hash_password("wonder land").unwrap(),
+            home.path().to_path_buf(),
+            true,
+        )],
     };
     file.save(&users).unwrap();
     let server = TestServer::start_with(|f| f.users = Some(users.clone()));

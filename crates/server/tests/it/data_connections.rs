@@ -20,16 +20,16 @@ fn connect_from_foreign_host(addr: SocketAddr) -> TcpStream {
 #[test]
 fn pasv_announces_public_address_and_uses_the_range() {
     let server = TestServer::start_with(|f| {
-        f.passive_ports = Some("40100-40110".into());
+        f.passive_ports = Some("31100-31110".into());
         f.public_address = Some("127.0.0.9".into());
     });
     let mut c = server.login();
     for _ in 0..5 {
         let addr = c.pasv();
         assert_eq!(addr.ip().to_string(), "127.0.0.9");
-        assert!((40100..=40110).contains(&addr.port()), "{addr}");
+        assert!((31100..=31110).contains(&addr.port()), "{addr}");
         let port = c.epsv();
-        assert!((40100..=40110).contains(&port), "{port}");
+        assert!((31100..=31110).contains(&port), "{port}");
     }
     // The listener is on the control connection's address, so the
     // announced port works there.
@@ -52,13 +52,15 @@ fn public_address_may_be_a_host_name() {
 }
 
 #[test]
+/// Fixed ports in tests stay below the kernel's ephemeral range
+/// (32768-60999), where another test's connection could hold them.
 fn a_full_passive_range_answers_425() {
-    let server = TestServer::start_with(|f| f.passive_ports = Some("40120-40121".into()));
-    let _a = TcpListener::bind("127.0.0.1:40120").unwrap();
-    let _b = TcpListener::bind("127.0.0.1:40121").unwrap();
+    let server = TestServer::start_with(|f| f.passive_ports = Some("31120-31121".into()));
+    let _a = TcpListener::bind("127.0.0.1:31120").unwrap();
+    let _b = TcpListener::bind("127.0.0.1:31121").unwrap();
     let mut c = server.login();
     let text = c.ok("PASV", 425);
-    assert!(text.contains("40120-40121"), "{text}");
+    assert!(text.contains("31120-31121"), "{text}");
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod commands;
 mod data_connections;
 mod helpers;
 mod limits;
+mod permissions;
 mod robustness;
 mod suppaftp_client;
 mod transfers;

@@ -1,0 +1,182 @@
+//! Per-user permissions, umask and session limits; anonymous upload and
+//! mkdir switches; bandwidth limits in STAT and in effect.
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+
+use ferroftp_server::auth::{hash_password, UserEntry, UsersFile};
+
+use crate::helpers::*;
+
+/// A user's name and how its entry differs from a read-only user.
+type UserSpec<'a> = (&'a str, Box<dyn Fn(&mut UserEntry)>);
+
+/// A server whose users file holds `users` (password "pw" each), homes
+/// under one temporary directory.
+fn server_with_users(users: Vec<UserSpec>) -> (TestServer, tempfile::TempDir) {
+    let homes = tempfile::tempdir().unwrap();
+    let hash = hash_password("pw").unwrap();
+    let mut file = UsersFile::default();
+    for (name, adjust) in users {
+        let home = homes.path().join(name);
+        std::fs::create_dir(&home).unwrap();
+        std::fs::write(home.join("existing.txt"), b"existing").unwrap();
+        let mut entry = UserEntry::new(name.to_string(), hash.clone(), home, false);
+        adjust(&mut entry);
+        file.user.push(entry);
+    }
+    let path = homes.path().join("users.toml");
+    file.save(&path).unwrap();
+    let server = TestServer::start_with(|f| f.users = Some(path.clone()));
+    (server, homes)
+}
+
+fn login_as(server: &TestServer, name: &str) -> Ctl {
+    let mut c = server.connect();
+    c.ok(&format!("USER {name}"), 331);
+    c.ok("PASS pw", 230);
+    c.ok("TYPE I", 200);
+    c
+}
+
+#[test]
+fn each_permission_is_checked() {
+    let (server, homes) = server_with_users(vec![
+        (
+            "reader",
+            Box::new(|u: &mut UserEntry| u.permissions = Some(vec!["list".into(), "read".into(), "mkdir".into()])),
+        ),
+        ("dropbox", Box::new(|u: &mut UserEntry| u.permissions = Some(vec!["write".into()]))),
+        ("appender", Box::new(|u: &mut UserEntry| u.permissions = Some(vec!["list".into(), "append".into()]))),
+        ("all", Box::new(|u: &mut UserEntry| u.write = true)),
+    ]);
+    let mut r = login_as(&server, "reader");
+    assert_eq!(r.fetch(Mode::Pasv, "RETR existing.txt"), b"existing");
+    r.ok("MKD made", 257);
+    r.ok("PASV", 227);
+    r.ok("STOR new.txt", 550);
+    r.ok("DELE existing.txt", 550);
+    r.ok("RNFR existing.txt", 550);
+    r.ok("RMD made", 550);
+    r.ok("SITE CHMOD 600 existing.txt", 550);
+    r.ok("APPE existing.txt", 550);
+
+    // A drop box: upload, but not list, read or delete.
+    let mut d = login_as(&server, "dropbox");
+    d.upload(Mode::Pasv, "STOR scan-001.pdf", b"%PDF");
+    assert_eq!(read(&homes.path().join("dropbox/scan-001.pdf")), b"%PDF");
+    d.ok("PASV", 227);
+    d.ok("LIST", 550);
+    d.ok("NLST", 550);
+    d.ok("RETR scan-001.pdf", 550);
+    d.ok("STAT /", 550);
+    d.ok("SIZE scan-001.pdf", 550);
+    d.ok("DELE scan-001.pdf", 550);
+
+    let mut a = login_as(&server, "appender");
+    a.upload(Mode::Pasv, "APPE existing.txt", b" and more");
+    assert_eq!(read(&homes.path().join("appender/existing.txt")), b"existing and more");
+    a.ok("REST 3", 350);
+    a.upload(Mode::Pasv, "STOR existing.txt", b"XYZ");
+    assert_eq!(read(&homes.path().join("appender/existing.txt")), b"exiXYZ");
+    a.ok("PASV", 227);
+    a.ok("STOR other.txt", 550);
+    a.ok("RETR existing.txt", 550);
+
+    let mut all = login_as(&server, "all");
+    all.ok("RNFR existing.txt", 350);
+    all.ok("RNTO renamed.txt", 250);
+    all.ok("DELE renamed.txt", 250);
+    all.ok("MKD d", 257);
+    all.ok("RMD d", 250);
+}
+
+#[test]
+fn user_umask_applies_to_new_files() {
+    let (server, homes) = server_with_users(vec![(
+        "private",
+        Box::new(|u: &mut UserEntry| {
+            u.write = true;
+            u.umask = Some("077".into());
+        }),
+    )]);
+    let mut c = login_as(&server, "private");
+    assert!(c.ok("SITE UMASK", 200).contains("077"));
+    c.upload(Mode::Pasv, "STOR secret.txt", b"s");
+    c.ok("MKD vault", 257);
+    let mode = |p: &str| std::fs::metadata(homes.path().join("private").join(p)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("secret.txt"), 0o600);
+    assert_eq!(mode("vault"), 0o700);
+}
+
+#[test]
+fn max_sessions_per_user() {
+    let (server, _homes) = server_with_users(vec![("solo", Box::new(|u: &mut UserEntry| u.max_sessions = Some(1)))]);
+    let first = login_as(&server, "solo");
+    let mut second = server.connect();
+    second.ok("USER solo", 331);
+    let text = second.ok("PASS pw", 530);
+    assert!(text.contains("Too many sessions for this user (1)"), "{text}");
+    drop(first);
+    // The place frees when the server sees the first session end.
+    for _ in 0..200 {
+        let mut again = server.connect();
+        again.ok("USER solo", 331);
+        if again.cmd("PASS pw").0 == 230 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("the session place was never freed");
+}
+
+#[test]
+fn anonymous_upload_and_mkdir_switches() {
+    let server = TestServer::start_with(|f| {
+        f.anonymous_write = Some(false);
+        f.anonymous_upload = Some(true);
+    });
+    std::fs::write(server.path("keep"), b"keep").unwrap();
+    let mut c = server.login();
+    c.ok("TYPE I", 200);
+    c.upload(Mode::Pasv, "STOR incoming.bin", b"upload");
+    assert_eq!(read(&server.path("incoming.bin")), b"upload");
+    c.ok("MKD dir", 550);
+    c.ok("DELE keep", 550);
+    c.ok("RNFR keep", 550);
+    let server = TestServer::start_with(|f| {
+        f.anonymous_write = Some(false);
+        f.anonymous_mkdir = Some(true);
+        f.anonymous_umask = Some("027".into());
+    });
+    let mut c = server.login();
+    c.ok("MKD dir", 257);
+    assert_eq!(std::fs::metadata(server.path("dir")).unwrap().permissions().mode() & 0o777, 0o750);
+    c.ok("PASV", 227);
+    c.ok("STOR x", 550);
+}
+
+#[test]
+fn bandwidth_limits_show_in_stat_and_pace_transfers() {
+    let server = TestServer::start_with(|f| f.anonymous_download_rate = Some(20_000));
+    std::fs::write(server.path("big"), random_bytes(2_000_000, 9)).unwrap();
+    let mut c = server.login();
+    let stat = c.ok("STAT", 211);
+    assert!(stat.contains("Session bandwidth limit in bytes per second is 20000 down, unlimited up"), "{stat}");
+    c.ok("TYPE I", 200);
+    let pending = c.data(Mode::Pasv);
+    c.send("RETR big");
+    assert_eq!(c.reply().0, 150);
+    let mut data = pending.open();
+    let mut first = [0u8; 1000];
+    data.read_exact(&mut first).unwrap();
+    // Unpaced, the whole file would sit in the socket buffers by now.
+    let progress = c.ok("STAT", 213);
+    let sent: u64 = progress.split(", ").nth(1).and_then(|s| s.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
+    assert!(sent < 2_000_000, "{progress}");
+    c.send("ABOR");
+    assert_eq!(c.reply().0, 426);
+    assert_eq!(c.reply().0, 226);
+    let plain = TestServer::start();
+    assert!(plain.login().ok("STAT", 211).contains("No session bandwidth limit"));
+}
