@@ -1,6 +1,7 @@
 //! `ferroftp probe URL`: runs the probe and prints a table and the
 //! explanation of every failure (or JSON).
 
+use std::io::Write;
 use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -61,14 +62,14 @@ pub fn run(args: ProbeArgs) -> ExitCode {
         }
     };
     let report = runtime.block_on(probe(&url, &options));
-    if args.json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(text) => println!("{text}"),
-            Err(e) => eprintln!("ferroftp: {e}"),
-        }
+    let text = if args.json {
+        serde_json::to_string_pretty(&report).map(|t| t + "\n").unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}\n"))
     } else {
-        print!("{}", render(&report, args.verbose));
-    }
+        render(&report, args.verbose)
+    };
+    // Not print!: a closed pipe (`| head`) must not panic.
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
     if report.fatal.is_some() {
         ExitCode::from(2)
     } else if report.any_works() {

@@ -84,7 +84,12 @@ struct Failure {
 
 impl From<TransferError> for Failure {
     fn from(e: TransferError) -> Self {
-        Failure { code: if e.is_refusal() { 1 } else { 2 }, message: e.to_string() }
+        let code = match &e {
+            TransferError::Local { .. } => 3,
+            e if e.is_refusal() => 1,
+            _ => 2,
+        };
+        Failure { code, message: e.to_string() }
     }
 }
 
@@ -142,6 +147,8 @@ pub fn ls(args: LsArgs) -> ExitCode {
             Client::open(&url, args.connection.mode(), Duration::from_secs(args.connection.timeout)).await?;
         let listing = client.list(&url.path, args.names).await?;
         client.quit().await;
+        // The wire's CRLF line ends become the local LF.
+        let listing: Vec<u8> = listing.into_iter().filter(|b| *b != b'\r').collect();
         let mut stdout = tokio::io::stdout();
         stdout.write_all(&listing).await.map_err(|e| local(format!("writing the listing: {e}")))?;
         stdout.flush().await.map_err(|e| local(format!("writing the listing: {e}")))?;
@@ -158,7 +165,7 @@ pub fn get(args: GetArgs) -> ExitCode {
             .rsplit('/')
             .next()
             .filter(|n| !n.is_empty())
-            .ok_or_else(|| local("the URL names no file".into()))?;
+            .ok_or_else(|| Failure { code: 2, message: "the URL names no file".into() })?;
         let output = args.output.clone().unwrap_or_else(|| PathBuf::from(name));
         let mut client =
             Client::open(&url, args.connection.mode(), Duration::from_secs(args.connection.timeout)).await?;
@@ -214,10 +221,25 @@ pub fn put(args: PutArgs) -> ExitCode {
         let remote = if url.is_directory() { format!("{}{file_name}", url.path) } else { url.path.clone() };
         let mut file =
             tokio::fs::File::open(&args.file).await.map_err(|e| local(format!("{}: {e}", args.file.display())))?;
-        let size = file.metadata().await.map_err(|e| local(format!("{}: {e}", args.file.display())))?.len();
+        let meta = file.metadata().await.map_err(|e| local(format!("{}: {e}", args.file.display())))?;
+        if !meta.is_file() {
+            return Err(local(format!("{}: not a regular file", args.file.display())));
+        }
+        let size = meta.len();
         let mut client =
             Client::open(&url, args.connection.mode(), Duration::from_secs(args.connection.timeout)).await?;
-        let offset = if args.resume { client.size(&remote).await?.unwrap_or(0).min(size) } else { 0 };
+        let remote_size = if args.resume { client.size(&remote).await?.unwrap_or(0) } else { 0 };
+        if remote_size > size {
+            client.quit().await;
+            return Err(Failure {
+                code: 1,
+                message: format!(
+                    "cannot resume: the remote file ({remote_size} bytes) is larger than {} ({size} bytes)",
+                    args.file.display()
+                ),
+            });
+        }
+        let offset = remote_size;
         if offset > 0 {
             use tokio::io::AsyncSeekExt;
             file.seek(std::io::SeekFrom::Start(offset))

@@ -43,6 +43,14 @@ pub enum TransferError {
     /// Host name resolution failed.
     #[error("cannot resolve {0}")]
     Resolve(String),
+    /// Reading or writing the local file failed.
+    #[error("{what}: {source}")]
+    Local {
+        /// What.
+        what: &'static str,
+        /// The error.
+        source: std::io::Error,
+    },
 }
 
 impl TransferError {
@@ -190,11 +198,11 @@ impl Client {
             }
             sink.write_all(&buf[..n])
                 .await
-                .map_err(|source| TransferError::Io { what: "writing the local file", source })?;
+                .map_err(|source| TransferError::Local { what: "writing the local file", source })?;
             total += n as u64;
             progress(total);
         }
-        sink.flush().await.map_err(|source| TransferError::Io { what: "writing the local file", source })?;
+        sink.flush().await.map_err(|source| TransferError::Local { what: "writing the local file", source })?;
         self.finish(&command).await?;
         Ok(total)
     }
@@ -222,7 +230,7 @@ impl Client {
             let n = source
                 .read(&mut buf)
                 .await
-                .map_err(|source| TransferError::Io { what: "reading the local file", source })?;
+                .map_err(|source| TransferError::Local { what: "reading the local file", source })?;
             if n == 0 {
                 break;
             }

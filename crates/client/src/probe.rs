@@ -428,6 +428,19 @@ fn setup_failure(mode: DataMode, error: SetupError, control: &Control, options: 
             format!("the server refused {mode}: {}", reply_text(&reply)),
             format!("{} is not available on this server; use another mode", command.split(' ').next().unwrap_or("")),
         ),
+        // Some servers (pyftpdlib) connect back at PORT time: 425 there
+        // means they tried and could not reach us.
+        SetupError::Refused { command, reply } if reply.code == 425 => {
+            let argument = command.split_once(' ').map_or("", |(_, a)| a);
+            let announced = match mode {
+                DataMode::Port => ferroftp_proto::hostport::parse_port(argument).map(SocketAddr::V4).ok(),
+                _ => ferroftp_proto::hostport::parse_eprt(argument).ok(),
+            };
+            match announced {
+                Some(addr) => no_connect_back(mode, addr, Some(reply_text(&reply))),
+                None => diag(Cause::NoConnectBack, format!("{mode}: {}", reply_text(&reply)), "use passive mode"),
+            }
+        }
         SetupError::Refused { reply, .. } => {
             let seen = control.local.ip();
             let announced = options.active_address.unwrap_or(seen);

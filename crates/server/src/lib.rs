@@ -9,6 +9,7 @@
 //! - [`storage`]: the storage trait and the confined local backend.
 //! - [`path`]: virtual paths that never climb above the root.
 //! - [`permissions`]: what a user may do.
+//! - [`quota`]: bytes and files a user's home may hold.
 //! - [`data`]: passive and active data connections.
 //! - [`limits`]: connection limits and bans after failed logins.
 //! - [`transfer`]: copying between data connections and storage.
@@ -20,6 +21,7 @@ pub mod data;
 pub mod limits;
 pub mod path;
 pub mod permissions;
+pub mod quota;
 mod server;
 mod session;
 pub mod storage;

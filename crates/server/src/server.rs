@@ -64,6 +64,8 @@ pub(crate) struct Context {
     pub public_ipv4: Option<Ipv4Addr>,
     /// Connection counts and bans.
     pub limits: Arc<Limits>,
+    /// Quota usage per user, shared while the user has sessions.
+    pub usage: std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<crate::quota::Usage>>>,
 }
 
 /// A bound, ready server.
@@ -129,6 +131,7 @@ impl Server {
             listener,
             ctx: Arc::new(Context {
                 limits: Limits::new(config.limits.clone()),
+                usage: Default::default(),
                 config,
                 users,
                 anonymous_storage,

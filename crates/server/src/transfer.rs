@@ -16,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::data::{DataError, DataSetup};
 use crate::path::VirtualPath;
+use crate::quota::UploadCharge;
 use crate::storage::{Reader, Storage, StorageError, Writer};
 
 /// Prefix of the temporary names atomic uploads are written under; such
@@ -30,20 +31,39 @@ pub struct PartialUpload {
     pub written: VirtualPath,
     /// `Some(target)`: keep it under that name; `None`: delete it.
     pub keep_as: Option<VirtualPath>,
+    /// For an upload into an existing file (APPE, REST): its length before,
+    /// to cut it back to when what arrived must go.
+    pub original_len: Option<u64>,
+    /// The quota the upload was charged to.
+    pub charge: Option<Arc<UploadCharge>>,
 }
 
 impl PartialUpload {
-    /// Keeps or deletes the partial file, as decided when the upload began.
-    pub async fn settle(self) {
-        let kept = match &self.keep_as {
-            Some(target) if *target == self.written => true,
-            Some(target) => self.storage.rename(&self.written, target).await.is_ok(),
-            None => false,
+    /// Keeps or removes what a failed upload wrote, as decided when it
+    /// began; with `discard` (the quota was exceeded) always removes it.
+    pub async fn settle(self, discard: bool) {
+        let kept = match (&self.keep_as, discard) {
+            (_, true) | (None, _) => false,
+            (Some(target), false) if *target == self.written => true,
+            (Some(target), false) => self.storage.rename(&self.written, target).await.is_ok(),
         };
-        if !kept {
-            if let Err(e) = self.storage.delete(&self.written).await {
-                tracing::warn!(path = %self.written, error = %e, "could not remove a partial upload");
+        if kept {
+            if let Some(c) = &self.charge {
+                c.completed();
             }
+            return;
+        }
+        let removed = match self.original_len {
+            Some(len) => self.storage.truncate(&self.written, len).await,
+            None => self.storage.delete(&self.written).await,
+        };
+        match removed {
+            Ok(()) => {
+                if let Some(c) = &self.charge {
+                    c.discarded();
+                }
+            }
+            Err(e) => tracing::warn!(path = %self.written, error = %e, "could not remove a partial upload"),
         }
     }
 }
@@ -68,6 +88,8 @@ pub enum Job {
         ascii: bool,
         /// For an atomic upload: the rename that completes it.
         commit: Option<Commit>,
+        /// The quota this upload is charged to.
+        charge: Option<Arc<UploadCharge>>,
     },
 }
 
@@ -166,7 +188,7 @@ pub async fn run(
             data.shutdown().await.map_err(TransferError::Network)?;
             Ok(total)
         }
-        Job::Receive { mut sink, ascii, commit } => {
+        Job::Receive { mut sink, ascii, commit, charge } => {
             let mut buf = vec![0u8; chunk];
             let mut converter = ascii.then(ascii::FromWire::default);
             let mut converted = Vec::new();
@@ -185,6 +207,13 @@ pub async fn run(
                     }
                     None => &buf[..n],
                 };
+                // SECURITY: quotas. Charge before writing, so an upload stops
+                // at the limit instead of filling the disk first.
+                if let Some(c) = &charge {
+                    if !c.charge(disk.len() as u64) {
+                        return Err(TransferError::Storage(StorageError::QuotaExceeded));
+                    }
+                }
                 sink.write_all(disk).await.map_err(|e| TransferError::Storage(e.into()))?;
                 if n == 0 {
                     break;
@@ -200,6 +229,9 @@ pub async fn run(
             drop(sink);
             if let Some(c) = commit {
                 c.storage.rename(&c.temp, &c.target).await.map_err(TransferError::Storage)?;
+            }
+            if let Some(c) = &charge {
+                c.completed();
             }
             Ok(total)
         }

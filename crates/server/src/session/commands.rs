@@ -16,8 +16,10 @@ use crate::config::PartialUploads;
 use crate::data::{listen_passive, DataSetup};
 use crate::path::VirtualPath;
 use crate::permissions::Permission;
+use crate::quota::{Quota, UploadCharge, Usage};
 use crate::storage::{LocalFs, Storage, StorageError, WriteMode};
 use crate::transfer::{Commit, Job, PartialUpload, UPLOAD_TEMP_PREFIX};
+use std::sync::Weak;
 
 /// Shortest and longest idle timeouts SITE IDLE accepts, seconds.
 const SITE_IDLE_RANGE: std::ops::RangeInclusive<u64> = 30..=7200;
@@ -32,6 +34,13 @@ fn storage_error(what: &str, e: &StorageError) -> Action {
 
 fn now_unix() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// 552 when a new file would exceed the user's file quota.
+fn quota_refuses_new_file(quota: &Quota, new_file: bool) -> Option<Action> {
+    (new_file && !quota.file_fits()).then(|| {
+        reply(code::EXCEEDED_STORAGE, format!("Quota exceeded: at most {} files.", quota.max_files.unwrap_or_default()))
+    })
 }
 
 /// Splits `ls`-style options (`-la`) from a LIST/NLST argument.
@@ -113,12 +122,7 @@ impl Session {
                 })
                 .await
             }
-            Command::Dele(arg) => {
-                self.simple_write("Delete", Permission::Delete, &arg, |s, p| {
-                    Box::pin(async move { s.delete(&p).await })
-                })
-                .await
-            }
+            Command::Dele(arg) => self.dele(&arg).await,
             Command::Rnfr(arg) => self.rnfr(&arg).await,
             Command::Rnto(arg) => self.rnto(rename_from, &arg).await,
             Command::Site(site) => self.site(site).await,
@@ -194,6 +198,7 @@ impl Session {
                         upload_rate: anon.upload_rate,
                         download_rate: anon.download_rate,
                         _slot: None,
+                        quota: None,
                     },
                     anon.max_sessions,
                 )),
@@ -261,7 +266,17 @@ impl Session {
                 return None;
             }
         };
+        let quota = if entry.quota_bytes.is_some() || entry.quota_files.is_some() {
+            Some(Quota {
+                usage: self.usage_of(&entry.name, &entry.home).await,
+                max_bytes: entry.quota_bytes,
+                max_files: entry.quota_files,
+            })
+        } else {
+            None
+        };
         let login = Login {
+            quota,
             permissions: entry.rights(),
             umask: entry.umask_bits().unwrap_or(DEFAULT_UMASK),
             upload_rate: entry.upload_rate.filter(|r| *r > 0).or(self.ctx.config.upload_rate),
@@ -273,6 +288,28 @@ impl Session {
             _slot: None,
         };
         Some((login, entry.max_sessions))
+    }
+
+    /// The user's quota usage: shared with the user's other sessions, or
+    /// measured afresh when there are none.
+    async fn usage_of(&self, name: &str, home: &std::path::Path) -> Arc<Usage> {
+        let shared =
+            self.ctx.usage.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(name).and_then(Weak::upgrade);
+        if let Some(usage) = shared {
+            return usage;
+        }
+        let home = home.to_path_buf();
+        let usage = Arc::new(tokio::task::spawn_blocking(move || Usage::measure(&home)).await.unwrap_or_default());
+        let mut map = self.ctx.usage.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.retain(|_, weak| weak.strong_count() > 0);
+        Arc::clone(
+            map.entry(name.to_string())
+                .and_modify(|w| *w = Arc::downgrade(&usage))
+                .or_insert_with(|| Arc::downgrade(&usage))
+                .upgrade()
+                .as_ref()
+                .unwrap_or(&usage),
+        )
     }
 
     /// The logged-in user's storage (only called after the login gate).
@@ -355,6 +392,24 @@ impl Session {
         }
     }
 
+    async fn dele(&mut self, arg: &str) -> Action {
+        // The size is needed to credit the quota after the delete.
+        let quota = self.logged_in().and_then(|l| l.quota.clone());
+        let freed = match &quota {
+            Some(_) => self.storage().metadata(&self.cwd.resolve(arg)).await.ok().filter(|f| f.kind == EntryKind::File),
+            None => None,
+        };
+        let action = self
+            .simple_write("Delete", Permission::Delete, arg, |s, p| Box::pin(async move { s.delete(&p).await }))
+            .await;
+        if let (Some(q), Some(f), Action::Reply(r)) = (&quota, &freed, &action) {
+            if r.code == code::FILE_ACTION_OK {
+                q.release(f.size, 1);
+            }
+        }
+        action
+    }
+
     async fn rnfr(&mut self, arg: &str) -> Action {
         if !self.may(Permission::Rename) {
             return Self::permission_denied();
@@ -380,8 +435,19 @@ impl Session {
         if to.is_root() {
             return Self::permission_denied();
         }
+        // A file the rename replaces no longer counts against the quota.
+        let quota = self.logged_in().and_then(|l| l.quota.clone());
+        let replaced = match &quota {
+            Some(_) if from != to => self.storage().metadata(&to).await.ok().filter(|f| f.kind == EntryKind::File),
+            _ => None,
+        };
         match self.storage().rename(&from, &to).await {
-            Ok(()) => reply(code::FILE_ACTION_OK, "Rename successful."),
+            Ok(()) => {
+                if let (Some(q), Some(f)) = (&quota, &replaced) {
+                    q.release(f.size, 1);
+                }
+                reply(code::FILE_ACTION_OK, "Rename successful.")
+            }
             Err(e) => storage_error("Rename failed", &e),
         }
     }
@@ -560,7 +626,7 @@ impl Session {
             }
             None => {
                 if let Some(p) = partial {
-                    p.settle().await;
+                    p.settle(false).await;
                 }
                 reply(code::CANT_OPEN_DATA, "Use PORT, PASV, EPRT or EPSV first.")
             }
@@ -633,38 +699,61 @@ impl Session {
             return reply(code::CANT_OPEN_DATA, "Use PORT, PASV, EPRT or EPSV first.");
         }
         let storage = self.storage();
+        let existing = storage.metadata(&target).await.ok();
+        if existing.as_ref().is_some_and(|f| f.kind == EntryKind::Directory) {
+            return reply(code::FILE_UNAVAILABLE, "Could not create file: Is a directory.");
+        }
+        let existing_len = existing.as_ref().map(|f| f.size);
+        let quota = self.logged_in().and_then(|l| l.quota.clone());
+        if let Some(refusal) = quota.as_ref().and_then(|q| quota_refuses_new_file(q, existing.is_none())) {
+            return refusal;
+        }
         let keep = self.ctx.config.partial_uploads == PartialUploads::Keep;
+        let in_place = offset > 0 || append;
         // What is written, how, and what happens to it if the upload breaks.
-        let (written, mode, commit, keep_as) = if offset > 0 || append {
-            // Resuming or appending works in place and never deletes.
+        let (written, mode, commit, keep_as, replaces) = if in_place {
+            // Resuming or appending works in place and is kept when broken.
             let mode = if offset > 0 { WriteMode::At(offset) } else { WriteMode::Append };
-            (target.clone(), mode, None, Some(target.clone()))
+            (target.clone(), mode, None, Some(target.clone()), 0)
         } else if self.ctx.config.atomic_uploads {
-            let existing = storage.metadata(&target).await.ok();
-            if existing.as_ref().is_some_and(|f| f.kind == EntryKind::Directory) {
-                return reply(code::FILE_UNAVAILABLE, "Could not create file: Is a directory.");
-            }
             // SECURITY: a broken, aborted or killed upload must never
             // truncate or replace a good file: write beside it, rename over
             // it only when complete.
             let temp = target.parent().join(&format!("{UPLOAD_TEMP_PREFIX}{:016x}.tmp", rand::random::<u64>()));
             let commit = Commit { storage: Arc::clone(&storage), temp: temp.clone(), target: target.clone() };
             let keep_as = (keep && existing.is_none()).then(|| target.clone());
-            (temp, WriteMode::CreateNew, Some(commit), keep_as)
+            (temp, WriteMode::CreateNew, Some(commit), keep_as, existing_len.unwrap_or(0))
         } else {
-            (target.clone(), WriteMode::Truncate, None, keep.then(|| target.clone()))
+            (target.clone(), WriteMode::Truncate, None, keep.then(|| target.clone()), 0)
         };
         let sink = match storage.open_write(&written, mode, self.umask).await {
             Ok(w) => w,
             Err(e) => return storage_error("Could not create file", &e),
         };
+        // Bytes a truncating open freed at once (STOR in place, or REST).
+        if let (Some(q), Some(len)) = (&quota, existing_len) {
+            match mode {
+                WriteMode::Truncate => q.release(len, 0),
+                WriteMode::At(at) => q.release(len.saturating_sub(at), 0),
+                _ => {}
+            }
+        }
+        // Undoing an in-place upload cuts the file back to where it began.
+        let original_len = match (mode, existing_len) {
+            (WriteMode::At(at), Some(_)) => Some(at),
+            (WriteMode::Append, Some(len)) => Some(len),
+            _ => None,
+        };
+        let charge = quota.map(|quota| {
+            Arc::new(UploadCharge { quota, replaces, new_file: existing.is_none(), written: Default::default() })
+        });
         let verb = if append { "APPE" } else { "STOR" };
         self.begin_transfer(
             Reply::new(code::OPENING_DATA, "Ok to send data."),
-            Job::Receive { sink, ascii: self.transfer_type == TransferType::Ascii, commit },
+            Job::Receive { sink, ascii: self.transfer_type == TransferType::Ascii, commit, charge: charge.clone() },
             format!("{verb} {arg}"),
             "Transfer complete.".into(),
-            Some(PartialUpload { storage, written, keep_as }),
+            Some(PartialUpload { storage, written, keep_as, original_len, charge }),
         )
         .await
     }
@@ -684,6 +773,10 @@ impl Session {
         let dir = base.parent();
         let stem = base.file_name().unwrap_or("ferroftp.upload").to_string();
         let storage = self.storage();
+        let quota = self.logged_in().and_then(|l| l.quota.clone());
+        if let Some(refusal) = quota.as_ref().and_then(|q| quota_refuses_new_file(q, true)) {
+            return refusal;
+        }
         for n in 0..1000u32 {
             let name = if n == 0 { stem.clone() } else { format!("{stem}.{n}") };
             let path = dir.join(&name);
@@ -691,11 +784,25 @@ impl Session {
                 Ok(sink) => {
                     // RFC 1123 4.1.2.9: the 150 reply names the file.
                     let keep = self.ctx.config.partial_uploads == PartialUploads::Keep;
-                    let partial = PartialUpload { storage, written: path.clone(), keep_as: keep.then_some(path) };
+                    let charge = quota.map(|quota| {
+                        Arc::new(UploadCharge { quota, replaces: 0, new_file: true, written: Default::default() })
+                    });
+                    let partial = PartialUpload {
+                        storage,
+                        written: path.clone(),
+                        keep_as: keep.then_some(path),
+                        original_len: None,
+                        charge: charge.clone(),
+                    };
                     return self
                         .begin_transfer(
                             Reply::new(code::OPENING_DATA, format!("FILE: {name}")),
-                            Job::Receive { sink, ascii: self.transfer_type == TransferType::Ascii, commit: None },
+                            Job::Receive {
+                                sink,
+                                ascii: self.transfer_type == TransferType::Ascii,
+                                commit: None,
+                                charge,
+                            },
                             format!("STOU {name}"),
                             format!("Transfer complete (unique file name: {name})."),
                             Some(partial),

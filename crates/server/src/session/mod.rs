@@ -28,8 +28,10 @@ use crate::data::DataSetup;
 use crate::limits::UserSlot;
 use crate::path::VirtualPath;
 use crate::permissions::Permissions;
+use crate::quota::Quota;
 use crate::server::Context;
 use crate::storage::Storage;
+use crate::storage::StorageError;
 use crate::transfer::{self, Job, PartialUpload, TransferError};
 
 /// Lines queued while a transfer runs; past this the control connection is
@@ -74,6 +76,8 @@ struct Login {
     download_rate: Option<u64>,
     /// This session's place among the user's `max_sessions`.
     _slot: Option<UserSlot>,
+    /// The user's quota, if any.
+    quota: Option<Quota>,
 }
 
 /// A transfer running beside the control loop.
@@ -97,7 +101,7 @@ impl RunningTransfer {
         self.task.abort();
         let _ = self.task.await;
         if let Some(p) = self.partial {
-            p.settle().await;
+            p.settle(false).await;
         }
     }
 }
@@ -314,7 +318,8 @@ impl Session {
                         Ok(Ok(_bytes)) => Reply::new(code::CLOSING_DATA, finished.done_text),
                         failed => {
                             if let Some(p) = finished.partial {
-                                p.settle().await;
+                                let over_quota = matches!(failed, Ok(Err(TransferError::Storage(StorageError::QuotaExceeded))));
+                                p.settle(over_quota).await;
                             }
                             match failed {
                                 Ok(Err(e)) => Reply::new(e.reply_code(), e.to_string()),

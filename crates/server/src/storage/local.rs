@@ -174,6 +174,11 @@ impl Storage for LocalFs {
         let rel = path.relative();
         self.blocking(move |root| root.set_permissions(&rel, Permissions::from_mode(mode))).await
     }
+
+    async fn truncate(&self, path: &VirtualPath, len: u64) -> Result<(), StorageError> {
+        let rel = path.relative();
+        self.blocking(move |root| root.open_with(&rel, OpenOptions::new().write(true))?.set_len(len)).await
+    }
 }
 
 #[cfg(test)]

@@ -136,4 +136,6 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     async fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<(), StorageError>;
     /// Sets permission bits.
     async fn set_mode(&self, path: &VirtualPath, mode: u32) -> Result<(), StorageError>;
+    /// Cuts a file back to `len` bytes (undoing an append).
+    async fn truncate(&self, path: &VirtualPath, len: u64) -> Result<(), StorageError>;
 }

@@ -180,3 +180,68 @@ fn bandwidth_limits_show_in_stat_and_pace_transfers() {
     let plain = TestServer::start();
     assert!(plain.login().ok("STAT", 211).contains("No session bandwidth limit"));
 }
+
+fn quota_user(bytes: Option<u64>, files: Option<u64>) -> (TestServer, tempfile::TempDir) {
+    server_with_users(vec![(
+        "q",
+        Box::new(move |u: &mut UserEntry| {
+            u.write = true;
+            u.quota_bytes = bytes;
+            u.quota_files = files;
+        }),
+    )])
+}
+
+#[test]
+fn byte_quota_stops_an_upload_and_leaves_nothing_behind() {
+    // The home starts with existing.txt (8 bytes).
+    let (server, homes) = quota_user(Some(1_000_008), None);
+    let home = homes.path().join("q");
+    let mut c = login_as(&server, "q");
+    c.upload(Mode::Pasv, "STOR a.bin", &random_bytes(600_000, 1));
+    // 600,000 more would pass the limit: 552, and no partial file.
+    let pending = c.data(Mode::Pasv);
+    c.send("STOR b.bin");
+    assert_eq!(c.reply().0, 150);
+    let mut data = pending.open();
+    let _ = std::io::Write::write_all(&mut data, &random_bytes(600_000, 2));
+    drop(data);
+    let (code, text) = c.reply();
+    assert_eq!(code, 552, "{text}");
+    assert!(!home.join("b.bin").exists());
+    assert_eq!(std::fs::read_dir(&home).unwrap().count(), 2, "no temporary file left");
+    // What was refused did not count: 400,000 still fit.
+    c.upload(Mode::Pasv, "STOR c.bin", &random_bytes(400_000, 3));
+    // Replacing a file is charged only for the difference.
+    c.upload(Mode::Pasv, "STOR a.bin", &random_bytes(590_000, 4));
+    // Deleting frees space.
+    c.ok("DELE c.bin", 250);
+    c.upload(Mode::Pasv, "STOR d.bin", &random_bytes(400_000, 5));
+    // An append past the limit is cut back to where it began.
+    let before = read(&home.join("d.bin"));
+    let pending = c.data(Mode::Pasv);
+    c.send("APPE d.bin");
+    assert_eq!(c.reply().0, 150);
+    let mut data = pending.open();
+    let _ = std::io::Write::write_all(&mut data, &random_bytes(100_000, 6));
+    drop(data);
+    assert_eq!(c.reply().0, 552);
+    assert!(read(&home.join("d.bin")) == before, "the append was not undone");
+}
+
+#[test]
+fn file_quota_refuses_new_files_before_the_transfer() {
+    // existing.txt is the first file.
+    let (server, homes) = quota_user(None, Some(2));
+    let mut c = login_as(&server, "q");
+    c.upload(Mode::Pasv, "STOR second", b"2");
+    c.ok("PASV", 227);
+    let text = c.ok("STOR third", 552);
+    assert!(text.contains("at most 2 files"), "{text}");
+    c.ok("STOU", 552);
+    // Replacing an existing file is no new file.
+    c.upload(Mode::Pasv, "STOR second", b"two");
+    c.ok("DELE second", 250);
+    c.upload(Mode::Pasv, "STOR third", b"3");
+    assert_eq!(std::fs::read_dir(homes.path().join("q")).unwrap().count(), 2);
+}
