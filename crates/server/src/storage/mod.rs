@@ -139,3 +139,24 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Cuts a file back to `len` bytes (undoing an append).
     async fn truncate(&self, path: &VirtualPath, len: u64) -> Result<(), StorageError>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_map_to_the_right_replies() {
+        let code_of = |kind: io::ErrorKind| StorageError::from(io::Error::from(kind)).reply_code();
+        assert_eq!(code_of(io::ErrorKind::NotFound), 550);
+        assert_eq!(code_of(io::ErrorKind::PermissionDenied), 550); // EACCES
+        assert_eq!(code_of(io::ErrorKind::StorageFull), 452); // ENOSPC
+        assert_eq!(code_of(io::ErrorKind::QuotaExceeded), 552); // EDQUOT
+        assert_eq!(code_of(io::ErrorKind::InvalidFilename), 553);
+        assert_eq!(code_of(io::ErrorKind::Other), 451);
+        assert_eq!(StorageError::from(io::Error::from_raw_os_error(13)).reply_code(), 550); // EACCES
+        assert_eq!(StorageError::from(io::Error::from_raw_os_error(28)).reply_code(), 452); // ENOSPC
+        assert_eq!(StorageError::from(io::Error::from_raw_os_error(122)).reply_code(), 552); // EDQUOT
+        assert_eq!(StorageError::from(io::Error::from_raw_os_error(36)).reply_code(), 553); // ENAMETOOLONG
+        assert_eq!(StorageError::from(io::Error::from_raw_os_error(5)).reply_code(), 451); // EIO
+    }
+}

@@ -1,6 +1,7 @@
 //! Integration tests: a real server started in-process on 127.0.0.1:0,
 //! driven with raw sockets and a third-party client (suppaftp).
 
+mod attacks;
 mod commands;
 mod data_connections;
 mod helpers;
