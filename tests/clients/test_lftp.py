@@ -153,7 +153,7 @@ def test_lftp_mirror_round_trip(account, payload, workdir, mode):
         p.write_bytes(data)
     back = workdir / "back tree"
 
-    lftp(
+    cp = lftp(
         account,
         settings,
         [
@@ -162,6 +162,9 @@ def test_lftp_mirror_round_trip(account, payload, workdir, mode):
         ],
         workdir,
     )
+    # FEAT announces MLST, so lftp reads the tree with MLSD, not LIST.
+    sent = lftp_sent(cp)
+    assert "MLSD" in sent, describe(cp, f"lftp did not use MLSD; sent {sorted(set(sent))}")
     for p in files:
         rel = p.relative_to(src)
         assert_same_file(account.root / "uploaded" / rel, p, f"mirror -R on-disk {rel}")

@@ -25,7 +25,7 @@ fn body(i: usize) -> Vec<u8> {
 }
 
 async fn one_session(url: FtpUrl, i: usize) -> Result<(), String> {
-    let mode = if i % 2 == 0 { DataMode::Epsv } else { DataMode::Eprt };
+    let mode = if i.is_multiple_of(2) { DataMode::Epsv } else { DataMode::Eprt };
     let mut client = Client::open(&url, mode, Duration::from_secs(60)).await.map_err(|e| format!("{i} open: {e}"))?;
     let original = body(i);
     let name = format!("/load/file-{i}.bin");

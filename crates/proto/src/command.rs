@@ -95,6 +95,25 @@ pub enum Command {
     Opts(String),
     Size(String),
     Mdtm(String),
+    /// MLST [path] (RFC 3659): facts of one entry, on the control connection.
+    Mlst(Option<String>),
+    /// MLSD [dir] (RFC 3659): facts of a directory's entries, on a data connection.
+    Mlsd(Option<String>),
+    /// MFMT time path: set the modification time (seconds since the epoch, UTC).
+    Mfmt {
+        /// The new time.
+        time: i64,
+        /// The file.
+        path: String,
+    },
+    /// HASH path (draft-bryan-ftpext-hash).
+    Hash(String),
+    /// AVBL [dir]: free space.
+    Avbl(Option<String>),
+    /// CLNT name: the client says what it is.
+    Clnt(String),
+    /// HOST name (RFC 7151): pick a virtual host before USER.
+    Host(String),
 }
 
 /// Why a line is not a valid command. Each maps to one reply code.
@@ -141,17 +160,24 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("ABOR", "ABOR (abort the transfer in progress)"),
     ("ACCT", "ACCT <sp> account-information"),
     ("ALLO", "ALLO <sp> decimal-integer [<sp> R <sp> decimal-integer]"),
+    ("AVBL", "AVBL [<sp> pathname] (free space)"),
     ("APPE", "APPE <sp> pathname"),
     ("CDUP", "CDUP (change to the parent directory)"),
+    ("CLNT", "CLNT <sp> client-name"),
     ("CWD", "CWD <sp> pathname"),
     ("DELE", "DELE <sp> pathname"),
     ("EPRT", "EPRT <sp> |proto|address|port|"),
     ("EPSV", "EPSV [<sp> 1 | 2 | ALL]"),
     ("FEAT", "FEAT (list the extensions supported)"),
+    ("HASH", "HASH <sp> pathname"),
     ("HELP", "HELP [<sp> command]"),
+    ("HOST", "HOST <sp> host-name"),
     ("LIST", "LIST [<sp> pathname]"),
     ("MDTM", "MDTM <sp> pathname"),
+    ("MFMT", "MFMT <sp> YYYYMMDDHHMMSS <sp> pathname"),
     ("MKD", "MKD <sp> pathname"),
+    ("MLSD", "MLSD [<sp> pathname]"),
+    ("MLST", "MLST [<sp> pathname]"),
     ("MODE", "MODE <sp> S"),
     ("NLST", "NLST [<sp> pathname]"),
     ("NOOP", "NOOP"),
@@ -333,6 +359,31 @@ fn parse_verb(verb: &str, arg: Option<String>) -> Result<Command, ParseError> {
         "OPTS" => C::Opts(required("OPTS", arg, "option")?),
         "SIZE" => C::Size(required("SIZE", arg, "file name")?),
         "MDTM" => C::Mdtm(required("MDTM", arg, "file name")?),
+        "MLST" => C::Mlst(arg.filter(|a| !a.is_empty())),
+        "MLSD" => C::Mlsd(arg.filter(|a| !a.is_empty())),
+        "MFMT" => {
+            let a = required("MFMT", arg, "time and file name")?;
+            let (time, path) = a.split_once(' ').ok_or_else(|| bad("MFMT", "expected MFMT YYYYMMDDHHMMSS path"))?;
+            let time = crate::listing::parse_timestamp(time)
+                .ok_or_else(|| bad("MFMT", format!("{time:?} is not a time YYYYMMDDHHMMSS")))?;
+            if path.is_empty() {
+                return Err(bad("MFMT", "missing file name"));
+            }
+            C::Mfmt { time, path: path.to_string() }
+        }
+        "HASH" => C::Hash(required("HASH", arg, "file name")?),
+        "AVBL" => C::Avbl(arg.filter(|a| !a.is_empty())),
+        "CLNT" => C::Clnt(arg.unwrap_or_default()),
+        "HOST" => {
+            let host = required("HOST", arg, "host name")?.trim().to_string();
+            let plain = host.trim_start_matches('[').trim_end_matches(']');
+            if plain.is_empty()
+                || !plain.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_'))
+            {
+                return Err(bad("HOST", format!("{host:?} is not a host name or address")));
+            }
+            C::Host(host.to_ascii_lowercase())
+        }
         other => return Err(ParseError::Unknown(other.chars().take(32).collect())),
     })
 }
@@ -437,6 +488,22 @@ mod tests {
         assert_eq!(p("site umask").unwrap(), Command::Site(SiteCommand::Umask(None)));
         assert_eq!(p("ALLO 100 R 10").unwrap(), Command::Allo(100));
         assert_eq!(p("ALLO x").unwrap_err().reply_code(), 501);
+    }
+
+    #[test]
+    fn extensions() {
+        assert_eq!(p("MLSD").unwrap(), Command::Mlsd(None));
+        assert_eq!(p("mlst a b").unwrap(), Command::Mlst(Some("a b".into())));
+        assert_eq!(
+            p("MFMT 20261124151616 my file").unwrap(),
+            Command::Mfmt { time: 1_795_533_376, path: "my file".into() }
+        );
+        assert_eq!(p("MFMT 20261324151616 f").unwrap_err().reply_code(), 501);
+        assert_eq!(p("MFMT 2026 f").unwrap_err().reply_code(), 501);
+        assert_eq!(p("HOST FTP.Example.com").unwrap(), Command::Host("ftp.example.com".into()));
+        assert_eq!(p("HOST [::1]").unwrap(), Command::Host("[::1]".into()));
+        assert_eq!(p("HOST a/b").unwrap_err().reply_code(), 501);
+        assert_eq!(p("CLNT lftp 4.9").unwrap(), Command::Clnt("lftp 4.9".into()));
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub struct EntryFacts {
     pub mode: u32,
     /// Hard link count.
     pub nlink: u64,
+    /// An identifier stable for the entry's life (device and inode), for
+    /// the MLSx `unique` fact.
+    pub unique: Option<String>,
 }
 
 const SIX_MONTHS: i64 = 182 * 24 * 3600;
@@ -78,6 +81,83 @@ impl CivilTime {
             second: (rem % 60) as u32,
         }
     }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Parses `YYYYMMDDHHMMSS` (optionally `.sss`, ignored) as UTC seconds
+/// since the epoch; `None` unless it is a real date and time.
+pub fn parse_timestamp(text: &str) -> Option<i64> {
+    let main = text.split_once('.').map_or(text, |(m, frac)| {
+        if frac.is_empty() || !frac.bytes().all(|b| b.is_ascii_digit()) {
+            ""
+        } else {
+            m
+        }
+    });
+    if main.len() != 14 || !main.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| main[r].parse::<u32>().ok();
+    let (year, month, day) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (hour, minute, second) = (num(8..10)?, num(10..12)?, num(12..14)?);
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if day == 0 || day > days_in_month || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let days = days_from_civil(i64::from(year), month, day);
+    Some(days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second.min(59)))
+}
+
+/// The MLSx facts this server offers, in FEAT order.
+pub const MLSX_FACTS: [&str; 6] = ["type", "size", "modify", "perm", "unique", "UNIX.mode"];
+
+/// One MLSx line (RFC 3659 7.2): `fact=value;...; name`. `facts` says
+/// which facts to show (names from [`MLSX_FACTS`]); `kind_override` gives
+/// `cdir` for the listed directory itself; `perm` is the perm fact.
+pub fn mlsx_line(entry: &EntryFacts, facts: &[&str], kind_override: Option<&str>, perm: &str, name: &str) -> String {
+    let mut out = String::with_capacity(96);
+    for fact in facts {
+        match *fact {
+            "type" => {
+                let kind = kind_override.unwrap_or(match entry.kind {
+                    EntryKind::File => "file",
+                    EntryKind::Directory => "dir",
+                    EntryKind::Symlink => "OS.unix=symlink",
+                    EntryKind::Other => "OS.unix=special",
+                });
+                out.push_str(&format!("type={kind};"));
+            }
+            "size" if entry.kind == EntryKind::File => out.push_str(&format!("size={};", entry.size)),
+            "modify" => out.push_str(&format!("modify={};", mdtm_timestamp(entry.modified))),
+            "perm" => out.push_str(&format!("perm={perm};")),
+            "unique" => {
+                if let Some(u) = &entry.unique {
+                    out.push_str(&format!("unique={u};"));
+                }
+            }
+            "UNIX.mode" => out.push_str(&format!("UNIX.mode=0{:o};", entry.mode)),
+            _ => {}
+        }
+    }
+    out.push(' ');
+    out.push_str(name);
+    out
 }
 
 /// The `YYYYMMDDHHMMSS` timestamp of MDTM (RFC 3659), in UTC.
@@ -144,6 +224,33 @@ mod tests {
         let t = CivilTime::from_unix(951_827_696);
         assert_eq!((t.year, t.month, t.day, t.hour, t.minute, t.second), (2000, 2, 29, 12, 34, 56));
         assert_eq!(mdtm_timestamp(1_795_533_376), "20261124151616");
+        assert_eq!(parse_timestamp("20261124151616"), Some(1_795_533_376));
+        assert_eq!(parse_timestamp("20261124151616.123"), Some(1_795_533_376));
+        assert_eq!(parse_timestamp("19700101000000"), Some(0));
+        assert_eq!(parse_timestamp("20000229123456"), Some(951_827_696));
+        for bad in
+            ["20010229000000", "20261324151616", "2026112415161", "20261124256161", "2026112415161x", "20261124151616."]
+        {
+            assert_eq!(parse_timestamp(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn mlsx_lines() {
+        let e = EntryFacts {
+            name: "a b.txt".into(),
+            kind: EntryKind::File,
+            size: 5,
+            modified: 1_795_533_376,
+            mode: 0o644,
+            nlink: 1,
+            unique: Some("801g1f".into()),
+        };
+        assert_eq!(
+            mlsx_line(&e, &MLSX_FACTS, None, "adfrw", "a b.txt"),
+            "type=file;size=5;modify=20261124151616;perm=adfrw;unique=801g1f;UNIX.mode=0644; a b.txt"
+        );
+        assert_eq!(mlsx_line(&e, &["size"], None, "r", "/x/a b.txt"), "size=5; /x/a b.txt");
     }
 
     #[test]
@@ -156,6 +263,7 @@ mod tests {
             modified: now - 60,
             mode: 0o644,
             nlink: 1,
+            unique: None,
         };
         assert_eq!(ls_line(&e, now), "-rw-r--r--    1 ftp      ftp        3221225472 Nov 24 15:15 测试 文件.txt");
         let old = EntryFacts {
@@ -165,6 +273,7 @@ mod tests {
             size: 4096,
             modified: now - 400 * 86_400,
             name: "d".into(),
+            unique: None,
         };
         assert_eq!(ls_line(&old, now), "drwxr-xr-x    2 ftp      ftp              4096 Oct 20  2025 d");
     }

@@ -133,6 +133,29 @@ pub struct FileConfig {
     pub data_timeout: Option<u64>,
     /// Named mounts for SMNT: name = directory.
     pub mounts: Option<BTreeMap<String, PathBuf>>,
+    /// Virtual hosts for HOST (RFC 7151): name = its own root and users.
+    pub hosts: Option<BTreeMap<String, HostFileConfig>>,
+}
+
+/// One `[hosts.NAME]` table.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostFileConfig {
+    /// The host's anonymous root.
+    pub root: Option<PathBuf>,
+    /// The host's users file.
+    pub users: Option<PathBuf>,
+    /// Whether anonymous login is allowed on this host (default: as the server).
+    pub anonymous: Option<bool>,
+}
+
+/// A validated virtual host.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// The anonymous root, when anonymous login is allowed.
+    pub root: Option<PathBuf>,
+    /// The users file, if any.
+    pub users: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -224,6 +247,8 @@ pub struct Config {
     pub data_timeout: Duration,
     /// Named mounts for SMNT.
     pub mounts: BTreeMap<String, PathBuf>,
+    /// Virtual hosts by lower-case name.
+    pub hosts: BTreeMap<String, HostConfig>,
 }
 
 impl Config {
@@ -268,6 +293,24 @@ impl Config {
         let anonymous_mounts = file.anonymous_mounts.unwrap_or_default();
         if let Some(unknown) = anonymous_mounts.iter().find(|m| !mounts.contains_key(*m)) {
             return Err(invalid("anonymous_mounts", format!("no mount named {unknown:?} in [mounts]")));
+        }
+        let mut hosts = BTreeMap::new();
+        for (name, host) in file.hosts.clone().unwrap_or_default() {
+            let anonymous = host.anonymous.unwrap_or(anonymous_enabled);
+            let root = match (anonymous, host.root) {
+                (true, Some(root)) if root.is_dir() => Some(root),
+                (true, Some(root)) => {
+                    return Err(invalid("hosts", format!("host {name:?}: root {} is not a directory", root.display())))
+                }
+                (true, None) => return Err(invalid("hosts", format!("host {name:?}: anonymous login needs a root"))),
+                (false, _) => None,
+            };
+            if let Some(users) = &host.users {
+                if !users.is_file() {
+                    return Err(invalid("hosts", format!("host {name:?}: users {} is not a file", users.display())));
+                }
+            }
+            hosts.insert(name.to_ascii_lowercase(), HostConfig { root, users: host.users });
         }
         if let Some(users) = &file.users {
             if !users.is_file() {
@@ -339,6 +382,7 @@ impl Config {
             idle_timeout: Duration::from_secs(idle),
             data_timeout: Duration::from_secs(data),
             mounts,
+            hosts,
         })
     }
 }

@@ -11,6 +11,7 @@
 //! - [`permissions`]: what a user may do.
 //! - [`quota`]: bytes and files a user's home may hold.
 //! - [`data`]: passive and active data connections.
+//! - [`hashing`]: the HASH algorithms.
 //! - [`limits`]: connection limits and bans after failed logins.
 //! - [`transfer`]: copying between data connections and storage.
 //! - `session`: one control connection's state machine and handlers.
@@ -18,6 +19,7 @@
 pub mod auth;
 pub mod config;
 pub mod data;
+pub mod hashing;
 pub mod limits;
 pub mod path;
 pub mod permissions;

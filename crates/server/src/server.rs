@@ -49,6 +49,15 @@ pub enum ServerError {
     PublicAddress(String),
 }
 
+/// A virtual host's own roots and users (RFC 7151 HOST).
+#[derive(Debug)]
+pub(crate) struct VirtualHost {
+    /// The anonymous root, if anonymous login is allowed.
+    pub anonymous_storage: Option<Arc<dyn Storage>>,
+    /// The users.
+    pub users: Option<Arc<UsersFile>>,
+}
+
 /// What every session shares.
 #[derive(Debug)]
 pub(crate) struct Context {
@@ -60,6 +69,8 @@ pub(crate) struct Context {
     pub anonymous_storage: Option<Arc<dyn Storage>>,
     /// Named mounts for SMNT.
     pub mounts: BTreeMap<String, Arc<dyn Storage>>,
+    /// Virtual hosts by lower-case name.
+    pub hosts: BTreeMap<String, Arc<VirtualHost>>,
     /// The IPv4 address announced in 227 replies, if configured.
     pub public_ipv4: Option<Ipv4Addr>,
     /// Connection counts and bans.
@@ -116,6 +127,18 @@ impl Server {
         for (name, dir) in &config.mounts {
             mounts.insert(name.clone(), open_root(&format!("mount {name:?}"), dir)?);
         }
+        let mut hosts = BTreeMap::new();
+        for (name, host) in &config.hosts {
+            let anonymous_storage = match &host.root {
+                Some(root) => Some(open_root(&format!("host {name:?} root"), root)?),
+                None => None,
+            };
+            let users = match &host.users {
+                Some(path) => Some(Arc::new(UsersFile::load(path)?)),
+                None => None,
+            };
+            hosts.insert(name.clone(), Arc::new(VirtualHost { anonymous_storage, users }));
+        }
         let users = match &config.users_file {
             Some(path) => Some(Arc::new(UsersFile::load(path)?)),
             None => None,
@@ -124,9 +147,7 @@ impl Server {
             Some(a) => Some(resolve_public(a).await?),
             None => None,
         };
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        let listener = listen(config.listen).map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         Ok(Server {
             listener,
             ctx: Arc::new(Context {
@@ -136,6 +157,7 @@ impl Server {
                 users,
                 anonymous_storage,
                 mounts,
+                hosts,
                 public_ipv4,
             }),
         })
@@ -191,6 +213,21 @@ impl Server {
         let _ = stop_tx.send(true);
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, async { while sessions.join_next().await.is_some() {} }).await;
     }
+}
+
+/// Most connections waiting to be accepted. A burst of connects (a load
+/// test, a mirror fleet starting) waits in the kernel's queue instead of
+/// being dropped and retried after seconds of SYN-ACK backoff. The kernel
+/// caps it at net.core.somaxconn.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds the control listener.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    // A restarted server can bind while old connections are in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Turns a connection away with 421 and the reason.

@@ -76,6 +76,8 @@ impl Session {
                 | Command::Feat
                 | Command::Syst
                 | Command::Noop
+                | Command::Clnt(_)
+                | Command::Host(_)
         );
         if !may_before_login && self.logged_in().is_none() {
             return reply(code::NOT_LOGGED_IN, "Please login with USER and PASS.");
@@ -141,6 +143,16 @@ impl Session {
             Command::Appe(arg) => self.store(&arg, true).await,
             Command::Stou(hint) => self.stou(hint.as_deref()).await,
             Command::List(arg) => self.list(arg.as_deref(), false).await,
+            Command::Mlst(arg) => self.mlst(arg.as_deref()).await,
+            Command::Mlsd(arg) => self.mlsd(arg.as_deref()).await,
+            Command::Mfmt { time, path } => self.mfmt(time, &path).await,
+            Command::Hash(arg) => self.hash(&arg).await,
+            Command::Avbl(arg) => self.avbl(arg.as_deref()).await,
+            Command::Clnt(name) => {
+                tracing::info!(peer = %self.peer, client = %name, "CLNT");
+                reply(code::OK, "Noted.")
+            }
+            Command::Host(name) => self.host(&name),
             Command::Nlst(arg) => self.list(arg.as_deref(), true).await,
         }
     }
@@ -186,7 +198,11 @@ impl Session {
         let anonymous = ANONYMOUS_NAMES.contains(&name.to_ascii_lowercase().as_str());
         let login = if anonymous {
             let anon = &ctx.config.anonymous;
-            match (&ctx.anonymous_storage, anon.enabled) {
+            let storage = match &self.host {
+                Some(host) => &host.anonymous_storage,
+                None => &ctx.anonymous_storage,
+            };
+            match (storage, anon.enabled) {
                 (Some(storage), true) => Some((
                     Login {
                         name: "ftp".into(),
@@ -256,7 +272,10 @@ impl Session {
     /// Checks a virtual user's password; returns the login and the user's
     /// session limit.
     async fn virtual_user(&self, name: &str, password: Password) -> Option<(Login, Option<usize>)> {
-        let users = self.ctx.users.clone()?;
+        let users = match &self.host {
+            Some(host) => host.users.clone()?,
+            None => self.ctx.users.clone()?,
+        };
         let name = name.to_string();
         let entry = tokio::task::spawn_blocking(move || users.verify(&name, &password.0).cloned()).await.ok()??;
         let storage: Arc<dyn Storage> = match LocalFs::open(&entry.home) {
@@ -313,7 +332,7 @@ impl Session {
     }
 
     /// The logged-in user's storage (only called after the login gate).
-    fn storage(&self) -> Arc<dyn Storage> {
+    pub(super) fn storage(&self) -> Arc<dyn Storage> {
         match &self.login {
             LoginState::LoggedIn(l) => Arc::clone(&l.storage),
             _ => unreachable!("storage() before login: the login gate in apply() prevents this"),
@@ -612,7 +631,7 @@ impl Session {
 
     /// Starts a transfer on the data connection set up by PORT, PASV, EPRT
     /// or EPSV (425 when there is none).
-    async fn begin_transfer(
+    pub(super) async fn begin_transfer(
         &mut self,
         preliminary: Reply,
         job: Job,

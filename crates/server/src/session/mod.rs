@@ -7,6 +7,7 @@
 //! bounded queue and are answered in order once the transfer ends.
 
 mod commands;
+mod extensions;
 mod status;
 
 use std::collections::VecDeque;
@@ -25,14 +26,17 @@ use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
 
 use crate::data::DataSetup;
+use crate::hashing::HashAlgorithm;
 use crate::limits::UserSlot;
 use crate::path::VirtualPath;
 use crate::permissions::Permissions;
 use crate::quota::Quota;
 use crate::server::Context;
+use crate::server::VirtualHost;
 use crate::storage::Storage;
 use crate::storage::StorageError;
 use crate::transfer::{self, Job, PartialUpload, TransferError};
+use ferroftp_proto::listing::MLSX_FACTS;
 
 /// Lines queued while a transfer runs; past this the control connection is
 /// not read until the transfer ends (back-pressure, not unbounded memory).
@@ -174,6 +178,12 @@ pub(crate) struct Session {
     failed_logins: u32,
     /// When the client must be logged in by, while it is not.
     login_deadline: Option<Instant>,
+    /// The virtual host chosen with HOST; `None` for the server's own.
+    host: Option<Arc<VirtualHost>>,
+    /// The facts MLST and MLSD show (OPTS MLST).
+    mlst_facts: Vec<&'static str>,
+    /// The algorithm HASH uses (OPTS HASH).
+    hash: HashAlgorithm,
 }
 
 /// Serves one control connection until QUIT, EOF, timeout or shutdown.
@@ -211,6 +221,9 @@ pub(crate) async fn serve(
         transfer: None,
         failed_logins: 0,
         login_deadline: None,
+        host: None,
+        mlst_facts: MLSX_FACTS.to_vec(),
+        hash: HashAlgorithm::Sha256,
     };
     session.login_deadline = Some(Instant::now() + session.ctx.config.login_timeout);
     if let Err(e) = session.run(&mut reader, &mut shutdown).await {

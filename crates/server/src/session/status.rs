@@ -5,10 +5,14 @@ use ferroftp_proto::command::{syntax_of, COMMANDS};
 use ferroftp_proto::{code, Reply, TransferType};
 
 use super::{Action, LoginState, Session};
+use crate::hashing::HashAlgorithm;
 use crate::permissions::Permission;
+use ferroftp_proto::listing::MLSX_FACTS;
 
-/// The extensions FEAT announces: exactly what the server implements.
-const FEATURES: &[&str] = &["EPRT", "EPSV", "MDTM", "PASV", "REST STREAM", "SIZE", "TVFS", "UTF8"];
+/// The extensions FEAT announces (besides MLST and HASH, whose lines show
+/// the current selection): exactly what the server implements.
+const FEATURES: &[&str] =
+    &["AVBL", "CLNT", "EPRT", "EPSV", "HOST", "MDTM", "MFMT", "PASV", "REST STREAM", "SIZE", "TVFS", "UTF8"];
 
 impl Session {
     pub(super) fn help(&self, arg: Option<&str>) -> Action {
@@ -29,15 +33,49 @@ impl Session {
     }
 
     pub(super) fn feat(&self) -> Action {
-        Action::Reply(Reply::multi(
-            code::SYSTEM_STATUS,
-            "Features:",
-            FEATURES.iter().map(|f| (*f).to_string()).collect(),
-            "End",
-        ))
+        Action::Reply(Reply::multi(code::SYSTEM_STATUS, "Features:", self.feature_lines(), "End"))
     }
 
-    pub(super) fn opts(&self, arg: &str) -> Action {
+    fn feature_lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = FEATURES.iter().map(|f| (*f).to_string()).collect();
+        let mlst: String =
+            MLSX_FACTS.iter().map(|f| format!("{f}{};", if self.mlst_facts.contains(f) { "*" } else { "" })).collect();
+        lines.push(format!("MLST {mlst}"));
+        let hash: String = HashAlgorithm::ALL
+            .iter()
+            .map(|a| format!("{}{};", a.name(), if *a == self.hash { "*" } else { "" }))
+            .collect();
+        lines.push(format!("HASH {hash}"));
+        lines.sort();
+        lines
+    }
+
+    pub(super) fn opts(&mut self, arg: &str) -> Action {
+        let (option, value) = arg.trim().split_once(' ').unwrap_or((arg.trim(), ""));
+        if option.eq_ignore_ascii_case("MLST") {
+            // Unknown facts are dropped; an empty list is allowed (RFC 3659 7.9).
+            let wanted: Vec<&str> = value.split(';').map(str::trim).filter(|f| !f.is_empty()).collect();
+            self.mlst_facts =
+                MLSX_FACTS.iter().copied().filter(|f| wanted.iter().any(|w| w.eq_ignore_ascii_case(f))).collect();
+            let shown: String = self.mlst_facts.iter().map(|f| format!("{f};")).collect();
+            return Action::Reply(Reply::new(code::OK, format!("MLST OPTS {shown}")));
+        }
+        if option.eq_ignore_ascii_case("HASH") {
+            let value = value.trim();
+            if value.is_empty() {
+                return Action::Reply(Reply::new(code::OK, self.hash.name()));
+            }
+            return match HashAlgorithm::parse(value) {
+                Some(a) => {
+                    self.hash = a;
+                    Action::Reply(Reply::new(code::OK, a.name()))
+                }
+                None => Action::Reply(Reply::new(
+                    code::SYNTAX_ERROR_ARGS,
+                    "Unknown algorithm, current selection not changed.",
+                )),
+            };
+        }
         let mut words = arg.split_whitespace();
         match (
             words.next().map(str::to_ascii_uppercase).as_deref(),

@@ -61,7 +61,15 @@ fn facts(name: String, meta: &Metadata) -> EntryFacts {
     } else {
         EntryKind::Other
     };
-    EntryFacts { name, kind, size: meta.len(), modified: meta.mtime(), mode: meta.mode() & 0o7777, nlink: meta.nlink() }
+    EntryFacts {
+        name,
+        kind,
+        size: meta.len(),
+        modified: meta.mtime(),
+        mode: meta.mode() & 0o7777,
+        nlink: meta.nlink(),
+        unique: Some(format!("{:x}g{:x}", meta.dev(), meta.ino())),
+    }
 }
 
 fn name_of(path: &VirtualPath) -> String {
@@ -173,6 +181,26 @@ impl Storage for LocalFs {
     async fn set_mode(&self, path: &VirtualPath, mode: u32) -> Result<(), StorageError> {
         let rel = path.relative();
         self.blocking(move |root| root.set_permissions(&rel, Permissions::from_mode(mode))).await
+    }
+
+    async fn set_mtime(&self, path: &VirtualPath, secs: i64) -> Result<(), StorageError> {
+        let rel = path.relative();
+        let when = if secs >= 0 {
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64)
+        } else {
+            std::time::UNIX_EPOCH - std::time::Duration::from_secs(secs.unsigned_abs())
+        };
+        self.blocking(move |root| root.open(&rel)?.into_std().set_modified(when)).await
+    }
+
+    async fn available(&self, path: &VirtualPath) -> Result<u64, StorageError> {
+        let rel = path.relative();
+        self.blocking(move |root| {
+            let dir = root.open_dir(&rel)?;
+            let stat = rustix::fs::fstatvfs(&dir).map_err(io::Error::from)?;
+            Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+        })
+        .await
     }
 
     async fn truncate(&self, path: &VirtualPath, len: u64) -> Result<(), StorageError> {

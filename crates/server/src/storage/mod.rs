@@ -138,6 +138,10 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     async fn set_mode(&self, path: &VirtualPath, mode: u32) -> Result<(), StorageError>;
     /// Cuts a file back to `len` bytes (undoing an append).
     async fn truncate(&self, path: &VirtualPath, len: u64) -> Result<(), StorageError>;
+    /// Sets the modification time, seconds since the epoch (MFMT).
+    async fn set_mtime(&self, path: &VirtualPath, secs: i64) -> Result<(), StorageError>;
+    /// Bytes free for new data beneath `path` (AVBL).
+    async fn available(&self, path: &VirtualPath) -> Result<u64, StorageError>;
 }
 
 #[cfg(test)]
@@ -157,6 +161,7 @@ mod tests {
         assert_eq!(StorageError::from(io::Error::from_raw_os_error(28)).reply_code(), 452); // ENOSPC
         assert_eq!(StorageError::from(io::Error::from_raw_os_error(122)).reply_code(), 552); // EDQUOT
         assert_eq!(StorageError::from(io::Error::from_raw_os_error(36)).reply_code(), 553); // ENAMETOOLONG
-        assert_eq!(StorageError::from(io::Error::from_raw_os_error(5)).reply_code(), 451); // EIO
+        assert_eq!(StorageError::from(io::Error::from_raw_os_error(5)).reply_code(), 451);
+        // EIO
     }
 }

@@ -4,6 +4,7 @@
 mod attacks;
 mod commands;
 mod data_connections;
+mod extensions;
 mod helpers;
 mod limits;
 mod permissions;

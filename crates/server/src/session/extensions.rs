@@ -1,0 +1,179 @@
+//! The extensions modern clients rely on: MLST and MLSD (RFC 3659), MFMT,
+//! HASH, AVBL, and HOST (RFC 7151). CLNT is answered in `commands`, FEAT
+//! and OPTS in `status`.
+
+use std::sync::Arc;
+
+use ferroftp_proto::listing::{mdtm_timestamp, mlsx_line, EntryFacts, EntryKind};
+use ferroftp_proto::{code, Reply};
+use tokio::io::AsyncReadExt;
+
+use super::{Action, LoginState, Session};
+use crate::path::VirtualPath;
+use crate::permissions::Permission;
+use crate::transfer::{Job, UPLOAD_TEMP_PREFIX};
+
+fn reply(code: u16, text: impl Into<String>) -> Action {
+    Action::Reply(Reply::new(code, text))
+}
+
+impl Session {
+    /// The MLSx `perm` fact: what this user may do with the entry.
+    fn perm_fact(&self, kind: EntryKind) -> String {
+        let may = |p: Permission| self.may(p);
+        let mut out = String::new();
+        let mut push = |c: char, ok: bool| {
+            if ok {
+                out.push(c);
+            }
+        };
+        if kind == EntryKind::Directory {
+            push('c', may(Permission::Write));
+            push('d', may(Permission::Rmdir));
+            push('e', true);
+            push('f', may(Permission::Rename));
+            push('l', may(Permission::List));
+            push('m', may(Permission::Mkdir));
+            push('p', may(Permission::Delete));
+        } else {
+            push('a', may(Permission::Append) || may(Permission::Write));
+            push('d', may(Permission::Delete));
+            push('f', may(Permission::Rename));
+            push('r', may(Permission::Read));
+            push('w', may(Permission::Write));
+        }
+        out
+    }
+
+    fn facts_line(&self, entry: &EntryFacts, cdir: bool, name: &str) -> String {
+        mlsx_line(entry, &self.mlst_facts, cdir.then_some("cdir"), &self.perm_fact(entry.kind), name)
+    }
+
+    pub(super) async fn mlst(&mut self, arg: Option<&str>) -> Action {
+        if !self.may(Permission::List) {
+            return reply(code::FILE_UNAVAILABLE, "Permission denied.");
+        }
+        let path = arg.map_or_else(|| self.cwd.clone(), |a| self.cwd.resolve(a));
+        match self.storage().metadata(&path).await {
+            Ok(facts) => {
+                let line = self.facts_line(&facts, false, &path.to_string());
+                Action::Reply(Reply::multi(code::FILE_ACTION_OK, format!("Listing {path}"), vec![line], "End"))
+            }
+            Err(e) => reply(e.reply_code(), format!("MLST {path}: {e}.")),
+        }
+    }
+
+    pub(super) async fn mlsd(&mut self, arg: Option<&str>) -> Action {
+        if !self.may(Permission::List) {
+            return reply(code::FILE_UNAVAILABLE, "Permission denied.");
+        }
+        let path = arg.map_or_else(|| self.cwd.clone(), |a| self.cwd.resolve(a));
+        let storage = self.storage();
+        let dir = match storage.metadata(&path).await {
+            Ok(f) if f.kind == EntryKind::Directory => f,
+            Ok(_) => return reply(code::SYNTAX_ERROR_ARGS, format!("MLSD {path}: not a directory.")),
+            Err(e) => return reply(e.reply_code(), format!("MLSD {path}: {e}.")),
+        };
+        let entries = match storage.list(&path).await {
+            Ok(e) => e,
+            Err(e) => return reply(e.reply_code(), format!("MLSD {path}: {e}.")),
+        };
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(self.facts_line(&dir, true, ".").as_bytes());
+        bytes.extend_from_slice(b"\r\n");
+        for e in entries.iter().filter(|e| !e.name.starts_with(UPLOAD_TEMP_PREFIX)) {
+            bytes.extend_from_slice(self.facts_line(e, false, &e.name).as_bytes());
+            bytes.extend_from_slice(b"\r\n");
+        }
+        self.begin_transfer(
+            Reply::new(code::OPENING_DATA, "Here comes the directory listing."),
+            Job::Send { source: Box::new(std::io::Cursor::new(bytes)), ascii: false },
+            "MLSD".into(),
+            "Directory send OK.".into(),
+            None,
+        )
+        .await
+    }
+
+    pub(super) async fn mfmt(&mut self, time: i64, arg: &str) -> Action {
+        if !self.may(Permission::Write) {
+            return reply(code::FILE_UNAVAILABLE, "Permission denied.");
+        }
+        let path = self.cwd.resolve(arg);
+        let storage = self.storage();
+        match storage.metadata(&path).await {
+            Ok(f) if f.kind == EntryKind::File => {}
+            Ok(_) => return reply(code::FILE_UNAVAILABLE, format!("MFMT {arg}: not a regular file.")),
+            Err(e) => return reply(e.reply_code(), format!("MFMT {arg}: {e}.")),
+        }
+        match storage.set_mtime(&path, time).await {
+            Ok(()) => reply(code::FILE_STATUS, format!("Modify={}; {arg}", mdtm_timestamp(time))),
+            Err(e) => reply(e.reply_code(), format!("MFMT {arg}: {e}.")),
+        }
+    }
+
+    pub(super) async fn hash(&mut self, arg: &str) -> Action {
+        if !self.may(Permission::Read) {
+            return reply(code::FILE_UNAVAILABLE, "Permission denied.");
+        }
+        let path = self.cwd.resolve(arg);
+        let storage = self.storage();
+        let facts = match storage.metadata(&path).await {
+            Ok(f) if f.kind == EntryKind::Directory => {
+                return reply(code::FILE_NAME_NOT_ALLOWED, format!("HASH {arg}: is a directory."))
+            }
+            Ok(f) => f,
+            Err(e) => return reply(e.reply_code(), format!("HASH {arg}: {e}.")),
+        };
+        let mut reader = match storage.open_read(&path, 0).await {
+            Ok(r) => r,
+            Err(e) => return reply(e.reply_code(), format!("HASH {arg}: {e}.")),
+        };
+        let mut hasher = self.hash.hasher();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match reader.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => hasher.update(&buf[..n]),
+                Err(e) => return reply(code::LOCAL_ERROR, format!("HASH {arg}: {e}.")),
+            }
+        }
+        // The range is inclusive: a 100-byte file is 0-99.
+        let end = facts.size.saturating_sub(1);
+        reply(code::FILE_STATUS, format!("{} 0-{end} {} {arg}", self.hash.name(), hasher.finish_hex()))
+    }
+
+    pub(super) async fn avbl(&mut self, arg: Option<&str>) -> Action {
+        let path = arg.map_or_else(|| self.cwd.clone(), |a| self.cwd.resolve(a));
+        let free = match self.storage().available(&path).await {
+            Ok(free) => free,
+            Err(e) => return reply(e.reply_code(), format!("AVBL {path}: {e}.")),
+        };
+        // A quota may leave less than the disk has.
+        let free = match self.logged_in().and_then(|l| l.quota.as_ref()) {
+            Some(q) => q.max_bytes.map_or(free, |max| free.min(max.saturating_sub(q.usage.bytes()))),
+            None => free,
+        };
+        reply(code::FILE_STATUS, free.to_string())
+    }
+
+    /// HOST (RFC 7151): before USER, pick a virtual host.
+    pub(super) fn host(&mut self, name: &str) -> Action {
+        if !matches!(self.login, LoginState::AwaitingUser) {
+            return reply(code::BAD_SEQUENCE, "HOST must come before USER.");
+        }
+        if self.ctx.hosts.is_empty() {
+            // No virtual hosts: every name is this server.
+            self.cwd = VirtualPath::root();
+            return reply(code::SERVICE_READY, format!("Host {name} is this server."));
+        }
+        match self.ctx.hosts.get(name) {
+            Some(host) => {
+                self.host = Some(Arc::clone(host));
+                self.cwd = VirtualPath::root();
+                reply(code::SERVICE_READY, format!("Welcome to {name}."))
+            }
+            None => reply(code::NOT_IMPLEMENTED_FOR_PARAMETER, format!("Unknown host {name:?}.")),
+        }
+    }
+}

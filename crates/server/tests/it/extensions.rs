@@ -1,0 +1,160 @@
+//! FEAT, OPTS, MLST/MLSD (RFC 3659), MFMT, HASH, AVBL, CLNT and HOST
+//! (RFC 7151), checked against the files on disk.
+
+use std::os::unix::fs::MetadataExt;
+
+use sha2::Digest;
+
+use crate::helpers::*;
+
+#[test]
+fn feat_lists_every_extension_with_a_leading_space() {
+    let server = TestServer::start();
+    let mut c = server.connect();
+    let feat = c.ok("FEAT", 211);
+    for f in [
+        " MLST type*;size*;modify*;perm*;unique*;UNIX.mode*;",
+        " HASH SHA-1;SHA-256*;SHA-512;MD5;CRC32;",
+        " MFMT",
+        " AVBL",
+        " CLNT",
+        " HOST",
+        " UTF8",
+        " TVFS",
+        " REST STREAM",
+    ] {
+        assert!(feat.contains(&format!("{f}\r\n")), "{f:?} missing: {feat}");
+    }
+    c.ok("CLNT ferroftp-tests 1.0", 200);
+}
+
+#[test]
+fn mlst_and_mlsd_facts() {
+    let server = TestServer::start();
+    std::fs::write(server.path("测试 file.txt"), b"12345").unwrap();
+    std::fs::create_dir(server.path("sub dir")).unwrap();
+    let meta = std::fs::metadata(server.path("测试 file.txt")).unwrap();
+    let mut c = server.login();
+    let mlst = c.ok("MLST 测试 file.txt", 250);
+    let expected = format!(
+        " type=file;size=5;modify={};perm=adfrw;unique={:x}g{:x};UNIX.mode=0{:o}; /测试 file.txt\r\n",
+        ferroftp_proto::listing::mdtm_timestamp(meta.mtime()),
+        meta.dev(),
+        meta.ino(),
+        meta.mode() & 0o7777
+    );
+    assert!(mlst.starts_with("250-Listing /测试 file.txt\r\n"), "{mlst}");
+    assert!(mlst.contains(&expected), "{mlst}\nexpected {expected}");
+    assert!(mlst.ends_with("250 End\r\n"), "{mlst}");
+    c.ok("MLST missing", 550);
+    let listing = String::from_utf8(c.fetch(Mode::Pasv, "MLSD")).unwrap();
+    let lines: Vec<&str> = listing.lines().collect();
+    assert_eq!(lines.len(), 3, "{listing}");
+    assert!(lines[0].starts_with("type=cdir;") && lines[0].ends_with("; ."), "{listing}");
+    assert!(lines.iter().any(|l| l.starts_with("type=dir;") && l.ends_with("; sub dir")), "{listing}");
+    assert!(lines.iter().any(|l| l.starts_with("type=file;size=5;") && l.ends_with("; 测试 file.txt")), "{listing}");
+    c.ok("PASV", 227);
+    c.ok("MLSD 测试 file.txt", 501);
+    // OPTS MLST picks the facts; unknown ones are dropped.
+    assert_eq!(c.ok("OPTS MLST size;Type;bogus;", 200), "200 MLST OPTS type;size;\r\n");
+    assert!(c.ok("MLST 测试 file.txt", 250).contains(" type=file;size=5; /测试 file.txt\r\n"));
+    assert!(c.ok("FEAT", 211).contains(" MLST type*;size*;modify;perm;unique;UNIX.mode;\r\n"));
+    // A read-only user's perm fact says so.
+    let ro = TestServer::start_with(|f| f.anonymous_write = Some(false));
+    std::fs::write(ro.path("f"), b"x").unwrap();
+    assert!(ro.login().ok("MLST f", 250).contains(";perm=r;"));
+}
+
+#[test]
+fn mfmt_sets_the_modification_time() {
+    let server = TestServer::start();
+    std::fs::write(server.path("old file"), b"x").unwrap();
+    let mut c = server.login();
+    assert_eq!(c.ok("MFMT 20200229123456 old file", 213), "213 Modify=20200229123456; old file\r\n");
+    let mtime = std::fs::metadata(server.path("old file")).unwrap().mtime();
+    assert_eq!(ferroftp_proto::listing::mdtm_timestamp(mtime), "20200229123456");
+    assert_eq!(c.ok("MDTM old file", 213), "213 20200229123456\r\n");
+    c.ok("MFMT 20201301000000 old file", 501);
+    c.ok("MFMT 20200229123456 missing", 550);
+    let ro = TestServer::start_with(|f| f.anonymous_write = Some(false));
+    std::fs::write(ro.path("f"), b"x").unwrap();
+    ro.login().ok("MFMT 20200229123456 f", 550);
+}
+
+#[test]
+fn hash_matches_a_local_computation() {
+    let server = TestServer::start();
+    let body = random_bytes(3_000_000, 8);
+    std::fs::write(server.path("big file.bin"), &body).unwrap();
+    let mut c = server.login();
+    let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let sha256 = hex(&sha2::Sha256::digest(&body));
+    assert_eq!(c.ok("HASH big file.bin", 213), format!("213 SHA-256 0-2999999 {sha256} big file.bin\r\n"));
+    assert_eq!(c.ok("OPTS HASH", 200), "200 SHA-256\r\n");
+    assert_eq!(c.ok("OPTS HASH sha-512", 200), "200 SHA-512\r\n");
+    let sha512 = hex(&sha2::Sha512::digest(&body));
+    assert!(c.ok("HASH big file.bin", 213).contains(&format!("SHA-512 0-2999999 {sha512} ")));
+    c.ok("OPTS HASH whirlpool", 501);
+    assert!(c.ok("FEAT", 211).contains("SHA-512*;"));
+    c.ok("OPTS HASH MD5", 200);
+    let md5 = hex(&md5::Md5::digest(&body));
+    assert!(c.ok("HASH big file.bin", 213).contains(&format!("MD5 0-2999999 {md5} ")));
+    c.ok("OPTS HASH CRC32", 200);
+    let crc = format!("{:08x}", crc32fast::hash(&body));
+    assert!(c.ok("HASH big file.bin", 213).contains(&format!("CRC32 0-2999999 {crc} ")));
+    c.ok("HASH missing", 550);
+    c.ok("MKD d", 257);
+    c.ok("HASH d", 553);
+}
+
+#[test]
+fn avbl_reports_free_space_and_quota() {
+    let server = TestServer::start();
+    let mut c = server.login();
+    let text = c.ok("AVBL", 213);
+    let free: u64 = text[4..].trim().parse().unwrap();
+    assert!(free > 0, "{text}");
+    c.ok("AVBL missing", 550);
+}
+
+#[test]
+fn host_picks_a_virtual_host_before_user() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    std::fs::write(a.path().join("on-a"), b"a").unwrap();
+    std::fs::write(b.path().join("on-b"), b"b").unwrap();
+    let hosts: std::collections::BTreeMap<String, ferroftp_server::config::HostFileConfig> = [
+        (
+            "a.example".to_string(),
+            ferroftp_server::config::HostFileConfig { root: Some(a.path().into()), ..Default::default() },
+        ),
+        (
+            "b.example".to_string(),
+            ferroftp_server::config::HostFileConfig { root: Some(b.path().into()), ..Default::default() },
+        ),
+    ]
+    .into();
+    let server = TestServer::start_with(|f| f.hosts = Some(hosts.clone()));
+    let mut c = server.connect();
+    c.ok("HOST unknown.example", 504);
+    c.ok("HOST bad/name", 501);
+    c.ok("HOST B.Example", 220);
+    c.ok("USER anonymous", 331);
+    c.ok("HOST a.example", 503);
+    c.ok("PASS x", 230);
+    assert_eq!(c.fetch(Mode::Pasv, "NLST"), b"on-b\r\n");
+    let mut d = server.connect();
+    d.ok("HOST a.example", 220);
+    d.ok("USER ftp", 331);
+    d.ok("PASS x", 230);
+    assert_eq!(d.fetch(Mode::Pasv, "NLST"), b"on-a\r\n");
+    // Without HOST, the server's own root.
+    std::fs::write(server.path("default"), b"d").unwrap();
+    assert_eq!(server.login().fetch(Mode::Pasv, "NLST"), b"default\r\n");
+    // A server without virtual hosts takes any name as itself.
+    let plain = TestServer::start();
+    let mut e = plain.connect();
+    e.ok("HOST ftp.example.com", 220);
+    e.ok("USER ftp", 331);
+    e.ok("PASS x", 230);
+}
