@@ -1,6 +1,7 @@
 //! The `ferroftp` binary: parses flags, starts logging, and runs a
 //! subcommand. All the work lives in the library crates.
 
+mod bench;
 mod probe;
 mod serve;
 mod transfer;
@@ -35,6 +36,9 @@ enum Commands {
     Get(transfer::GetArgs),
     /// Upload a file: ferroftp put FILE ftp://host/dir/ [-c]
     Put(transfer::PutArgs),
+    /// Measure any FTP server: connection rate, small and big transfers,
+    /// listings, idle-session memory.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
         Commands::Ls(args) => return transfer::ls(args),
         Commands::Get(args) => return transfer::get(args),
         Commands::Put(args) => return transfer::put(args),
+        Commands::Bench(args) => return bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

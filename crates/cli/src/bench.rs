@@ -1,0 +1,477 @@
+//! `ferroftp bench URL`: a load generator that measures any FTP server.
+//!
+//! Scenarios: connection rate, login rate, small-file RETR and STOR with a
+//! fresh data connection per file, big-file RETR and STOR throughput,
+//! LIST of a directory, and the memory of N idle logged-in sessions. With
+//! `--pid`, the server's CPU time per operation and memory are read from
+//! /proc for its whole process tree (forking servers included). Every run
+//! is bounded by a count or a duration and stops by itself.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use ferroftp_client::{Client, Control, DataMode, FtpUrl};
+use serde::Serialize;
+
+/// What to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// Connect, read the greeting, QUIT.
+    Connect,
+    /// Connect, log in, QUIT.
+    Login,
+    /// RETR a small file over and over, a new data connection each time.
+    SmallRetr,
+    /// STOR small files over and over, a new data connection each time.
+    SmallStor,
+    /// RETR one big file per client.
+    BigRetr,
+    /// STOR one big file per client.
+    BigStor,
+    /// LIST the URL's directory over and over.
+    List,
+    /// Hold N logged-in sessions idle and measure the server's memory.
+    Idle,
+}
+
+/// Flags of `ferroftp bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// ftp://[user[:password]@]host[:port][/dir/]
+    url: String,
+    /// The scenario.
+    #[arg(long, value_enum, default_value = "connect")]
+    scenario: Scenario,
+    /// Concurrent clients (sessions for idle).
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Seconds to run (rate scenarios).
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Stop after this many operations in all (rate scenarios).
+    #[arg(long)]
+    count: Option<u64>,
+    /// File size for small-* and big-* scenarios, bytes.
+    #[arg(long)]
+    size: Option<u64>,
+    /// Data-connection mode.
+    #[arg(long, default_value = "epsv")]
+    mode: DataMode,
+    /// The server's process id: report its CPU time per operation and memory.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One run's figures.
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Operations completed.
+    pub ops: u64,
+    /// Operations that failed.
+    pub errors: u64,
+    /// The first error, if any.
+    pub first_error: Option<String>,
+    /// Wall time, seconds.
+    pub seconds: f64,
+    /// Operations per second.
+    pub ops_per_sec: f64,
+    /// Payload bytes moved.
+    pub bytes: u64,
+    /// Payload megabytes (10^6) per second.
+    pub mb_per_sec: f64,
+    /// Latency percentiles of one operation, milliseconds.
+    pub latency_ms: Option<Percentiles>,
+    /// Server CPU time per operation (utime+stime of its process tree), microseconds.
+    pub server_cpu_us_per_op: Option<f64>,
+    /// Server memory (PSS of its process tree), KiB, during the run.
+    pub server_pss_kib: Option<u64>,
+    /// For idle: PSS added per idle session, KiB.
+    pub pss_kib_per_session: Option<f64>,
+}
+
+/// Latency percentiles.
+#[derive(Debug, Serialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: f64,
+    /// 90th.
+    pub p90: f64,
+    /// 99th.
+    pub p99: f64,
+    /// Worst.
+    pub max: f64,
+}
+
+fn percentiles(mut samples: Vec<f64>) -> Option<Percentiles> {
+    if samples.is_empty() {
+        return None;
+    }
+    samples.sort_by(f64::total_cmp);
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    Some(Percentiles { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: at(1.0) })
+}
+
+/// The pids of `root` and all its descendants, from /proc.
+fn process_tree(root: u32) -> Vec<u32> {
+    let mut parent_of = HashMap::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            if let Some(ppid) = stat_fields(pid).and_then(|f| f.get(1).and_then(|p| p.parse::<u32>().ok())) {
+                parent_of.insert(pid, ppid);
+            }
+        }
+    }
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let p = tree[i];
+        tree.extend(parent_of.iter().filter(|(_, pp)| **pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    tree
+}
+
+/// Fields of /proc/PID/stat after the command name (field 3 onwards).
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &text[text.rfind(')')? + 2..];
+    Some(after.split_whitespace().map(str::to_string).collect())
+}
+
+/// CPU time (utime+stime, plus that of reaped children) of a process
+/// tree, seconds.
+fn tree_cpu_seconds(root: u32) -> f64 {
+    let ticks = 100.0; // USER_HZ on Linux
+    process_tree(root)
+        .iter()
+        .filter_map(|pid| stat_fields(*pid))
+        .map(|f| [11, 12, 13, 14].iter().filter_map(|i| f.get(*i).and_then(|v| v.parse::<f64>().ok())).sum::<f64>())
+        .sum::<f64>()
+        / ticks
+}
+
+/// PSS of a process tree, KiB.
+fn tree_pss_kib(root: u32) -> u64 {
+    process_tree(root)
+        .iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok())
+        .filter_map(|text| {
+            text.lines().find(|l| l.starts_with("Pss:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .sum()
+}
+
+/// Shared counters of a rate run.
+#[derive(Default)]
+struct Tally {
+    ops: AtomicU64,
+    errors: AtomicU64,
+    bytes: AtomicU64,
+    first_error: Mutex<Option<String>>,
+    latencies: Mutex<Vec<f64>>,
+}
+
+impl Tally {
+    fn record(&self, result: Result<u64, String>, started: Instant) {
+        match result {
+            Ok(bytes) => {
+                self.ops.fetch_add(1, Ordering::Relaxed);
+                self.bytes.fetch_add(bytes, Ordering::Relaxed);
+                if let Ok(mut l) = self.latencies.lock() {
+                    l.push(started.elapsed().as_secs_f64() * 1000.0);
+                }
+            }
+            Err(e) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut first) = self.first_error.lock() {
+                    first.get_or_insert(e);
+                }
+            }
+        }
+    }
+}
+
+async fn open(url: &FtpUrl, mode: DataMode) -> Result<Client, String> {
+    Client::open(url, mode, Duration::from_secs(30)).await.map_err(|e| e.to_string())
+}
+
+fn file_path(url: &FtpUrl, name: &str) -> String {
+    if url.is_directory() {
+        format!("{}{name}", url.path)
+    } else {
+        url.path.clone()
+    }
+}
+
+/// One operation of a rate scenario on a client's session.
+async fn operation(
+    scenario: Scenario,
+    url: &FtpUrl,
+    addr: std::net::SocketAddr,
+    session: &mut Option<Client>,
+    mode: DataMode,
+    payload: &[u8],
+    client_id: usize,
+    n: u64,
+) -> Result<u64, String> {
+    match scenario {
+        Scenario::Connect => {
+            let (mut c, greeting, _) =
+                Control::connect(addr, Duration::from_secs(30)).await.map_err(|e| e.to_string())?;
+            if greeting.code != 220 {
+                return Err(format!("greeting {}", greeting.code));
+            }
+            c.command("QUIT").await.map_err(|e| e.to_string())?;
+            Ok(0)
+        }
+        Scenario::Login => {
+            let c = open(url, mode).await?;
+            c.quit().await;
+            Ok(0)
+        }
+        _ => {
+            if session.is_none() {
+                *session = Some(open(url, mode).await?);
+            }
+            let client = session.as_mut().ok_or("no session")?;
+            let result = match scenario {
+                Scenario::SmallRetr | Scenario::BigRetr => {
+                    let mut sink = tokio::io::sink();
+                    client.retrieve(&file_path(url, "ferroftp-bench.bin"), 0, &mut sink, &mut |_| {}).await
+                }
+                Scenario::SmallStor | Scenario::BigStor => {
+                    // A bounded set of names per client.
+                    let name = file_path(url, &format!("ferroftp-bench-{client_id}-{}.bin", n % 16));
+                    let mut source: &[u8] = payload;
+                    client.store(&name, 0, &mut source, &mut |_| {}).await
+                }
+                _ => client.list(&url.path, false).await.map(|l| l.len() as u64),
+            };
+            result.map_err(|e| {
+                *session = None;
+                e.to_string()
+            })
+        }
+    }
+}
+
+/// Runs the bench; the report.
+pub async fn bench(args: &BenchArgs) -> Result<BenchReport, String> {
+    let url = FtpUrl::parse(&args.url).map_err(|e| e.to_string())?;
+    let addr = ferroftp_client::client::resolve(&url.authority()).await.map_err(|e| e.to_string())?;
+    let big = matches!(args.scenario, Scenario::BigRetr | Scenario::BigStor);
+    let size = args.size.unwrap_or(if big { 256 << 20 } else { 4096 }) as usize;
+    let payload: Arc<Vec<u8>> = Arc::new((0..size).map(|i| (i % 251) as u8).collect());
+    if matches!(args.scenario, Scenario::SmallRetr | Scenario::BigRetr) {
+        // The file to retrieve.
+        let mut c = open(&url, args.mode).await?;
+        let mut source: &[u8] = &payload;
+        c.store(&file_path(&url, "ferroftp-bench.bin"), 0, &mut source, &mut |_| {})
+            .await
+            .map_err(|e| format!("setup: {e}"))?;
+        c.quit().await;
+    }
+    if args.scenario == Scenario::Idle {
+        return idle(args, &url).await;
+    }
+    let cpu_before = args.pid.map(tree_cpu_seconds);
+    let tally = Arc::new(Tally::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let issued = Arc::new(AtomicU64::new(0));
+    let limit = args.count.unwrap_or(if big { args.clients as u64 } else { u64::MAX });
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..args.clients)
+        .map(|id| {
+            let (url, tally, stop, issued, payload) =
+                (url.clone(), Arc::clone(&tally), Arc::clone(&stop), Arc::clone(&issued), Arc::clone(&payload));
+            let (scenario, mode) = (args.scenario, args.mode);
+            tokio::spawn(async move {
+                let mut session = None;
+                while !stop.load(Ordering::Relaxed) {
+                    let n = issued.fetch_add(1, Ordering::Relaxed);
+                    if n >= limit {
+                        break;
+                    }
+                    let t = Instant::now();
+                    let r = operation(scenario, &url, addr, &mut session, mode, &payload, id, n).await;
+                    tally.record(r, t);
+                }
+                if let Some(c) = session {
+                    c.quit().await;
+                }
+            })
+        })
+        .collect();
+    let deadline = Duration::from_secs_f64(args.duration.max(0.1));
+    let waiter = async {
+        for t in tasks {
+            let _ = t.await;
+        }
+    };
+    tokio::pin!(waiter);
+    if tokio::time::timeout(deadline, &mut waiter).await.is_err() {
+        stop.store(true, Ordering::Relaxed);
+        let _ = tokio::time::timeout(Duration::from_secs(60), waiter).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let ops = tally.ops.load(Ordering::Relaxed);
+    let bytes = tally.bytes.load(Ordering::Relaxed);
+    let latencies = std::mem::take(&mut *tally.latencies.lock().map_err(|_| "lock")?);
+    let first_error = tally.first_error.lock().map_err(|_| "lock")?.clone();
+    Ok(BenchReport {
+        scenario: args.scenario,
+        clients: args.clients,
+        ops,
+        errors: tally.errors.load(Ordering::Relaxed),
+        first_error,
+        seconds,
+        ops_per_sec: ops as f64 / seconds,
+        bytes,
+        mb_per_sec: bytes as f64 / seconds / 1e6,
+        latency_ms: percentiles(latencies),
+        server_cpu_us_per_op: match (args.pid, cpu_before) {
+            (Some(pid), Some(before)) if ops > 0 => Some((tree_cpu_seconds(pid) - before) * 1e6 / ops as f64),
+            _ => None,
+        },
+        server_pss_kib: args.pid.map(tree_pss_kib),
+        pss_kib_per_session: None,
+    })
+}
+
+/// Opens N sessions, holds them, measures the server's memory.
+async fn idle(args: &BenchArgs, url: &FtpUrl) -> Result<BenchReport, String> {
+    let before = args.pid.map(tree_pss_kib);
+    let started = Instant::now();
+    let mut sessions = Vec::with_capacity(args.clients);
+    let mut errors = 0u64;
+    let mut first_error = None;
+    for chunk in (0..args.clients).collect::<Vec<_>>().chunks(64) {
+        let mode = args.mode;
+        let opened = futures_join(chunk.iter().map(|_| {
+            let url = url.clone();
+            async move { open(&url, mode).await }
+        }))
+        .await;
+        for r in opened {
+            match r {
+                Ok(c) => sessions.push(c),
+                Err(e) => {
+                    errors += 1;
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+    }
+    // Let the server settle, then measure.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let during = args.pid.map(tree_pss_kib);
+    let held = sessions.len();
+    for c in sessions {
+        c.quit().await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(BenchReport {
+        scenario: Scenario::Idle,
+        clients: args.clients,
+        ops: held as u64,
+        errors,
+        first_error,
+        seconds,
+        ops_per_sec: held as f64 / seconds,
+        bytes: 0,
+        mb_per_sec: 0.0,
+        latency_ms: None,
+        server_cpu_us_per_op: None,
+        server_pss_kib: during,
+        pss_kib_per_session: match (before, during) {
+            (Some(b), Some(d)) if held > 0 => Some(d.saturating_sub(b) as f64 / held as f64),
+            _ => None,
+        },
+    })
+}
+
+/// Awaits futures concurrently (a small join_all).
+async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        if let Ok(v) = h.await {
+            out.push(v);
+        }
+    }
+    out
+}
+
+fn render(r: &BenchReport) -> String {
+    let mut out = format!(
+        "scenario {:?}, {} clients: {} ops in {:.2} s = {:.0} ops/s, {} errors\n",
+        r.scenario, r.clients, r.ops, r.seconds, r.ops_per_sec, r.errors
+    );
+    if r.bytes > 0 {
+        out.push_str(&format!("payload {} bytes = {:.1} MB/s\n", r.bytes, r.mb_per_sec));
+    }
+    if let Some(l) = &r.latency_ms {
+        out.push_str(&format!("latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}\n", l.p50, l.p90, l.p99, l.max));
+    }
+    if let Some(cpu) = r.server_cpu_us_per_op {
+        out.push_str(&format!("server CPU per op: {cpu:.1} us\n"));
+    }
+    if let Some(pss) = r.server_pss_kib {
+        out.push_str(&format!("server PSS: {pss} KiB\n"));
+    }
+    if let Some(per) = r.pss_kib_per_session {
+        out.push_str(&format!("PSS per idle session: {per:.1} KiB\n"));
+    }
+    if let Some(e) = &r.first_error {
+        out.push_str(&format!("first error: {e}\n"));
+    }
+    out
+}
+
+/// Exit codes: 0 no errors; 1 some operations failed; 2 could not run.
+pub fn run(args: BenchArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ferroftp: cannot start runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(bench(&args)) {
+        Ok(report) => {
+            let text = if args.json {
+                serde_json::to_string_pretty(&report).map(|t| t + "\n").unwrap_or_default()
+            } else {
+                render(&report)
+            };
+            let mut out = std::io::stdout().lock();
+            let _ = std::io::Write::write_all(&mut out, text.as_bytes());
+            if report.errors == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("ferroftp: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! `ferroftp bench` as a smoke test: every scenario runs briefly against a
+//! real server and reports operations without errors. No timing is
+//! asserted: speed lives in the benchmarks, not in tests.
+
+mod common;
+
+use std::process::Command;
+
+use common::{serve, BIN};
+use serde_json::Value;
+
+fn bench(url: &str, args: &[&str]) -> Value {
+    let out = Command::new(BIN).arg("bench").arg(url).arg("--json").args(args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn every_scenario_runs_and_counts_its_operations() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "max_clients_per_ip = 200\n").unwrap();
+    let (server, port) =
+        serve(&["--root", root.path().to_str().unwrap(), "--anonymous-write", "--config", config.to_str().unwrap()]);
+    let pid = server.0.id().to_string();
+    let url = format!("ftp://127.0.0.1:{port}/");
+    for (scenario, extra) in [
+        ("connect", vec!["--clients", "4", "--count", "40"]),
+        ("login", vec!["--clients", "4", "--count", "20"]),
+        ("small-retr", vec!["--clients", "4", "--count", "20", "--mode", "pasv"]),
+        ("small-stor", vec!["--clients", "4", "--count", "20", "--mode", "port"]),
+        ("list", vec!["--clients", "4", "--count", "10"]),
+        ("big-retr", vec!["--clients", "2", "--size", "3000000"]),
+        ("big-stor", vec!["--clients", "2", "--size", "3000000", "--mode", "eprt"]),
+    ] {
+        let mut args = vec!["--scenario", scenario, "--duration", "30", "--pid", &pid];
+        args.extend(extra);
+        let report = bench(&url, &args);
+        assert_eq!(report["errors"], 0, "{scenario}: {report}");
+        let ops = report["ops"].as_u64().unwrap();
+        assert!(ops > 0, "{scenario}: {report}");
+        assert!(report["server_cpu_us_per_op"].as_f64().is_some(), "{scenario}: {report}");
+        if scenario.starts_with("big") {
+            assert_eq!(report["bytes"].as_u64().unwrap(), ops * 3_000_000, "{scenario}: {report}");
+        }
+    }
+    // The big files really landed whole.
+    let stored = std::fs::read(root.path().join("ferroftp-bench-0-0.bin")).unwrap();
+    assert_eq!(stored.len(), 3_000_000);
+    assert!(stored.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
+    let idle = bench(&url, &["--scenario", "idle", "--clients", "100", "--pid", &pid]);
+    assert_eq!(idle["ops"], 100, "{idle}");
+    assert!(idle["pss_kib_per_session"].as_f64().is_some(), "{idle}");
+}
