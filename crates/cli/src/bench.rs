@@ -216,17 +216,21 @@ fn file_path(url: &FtpUrl, name: &str) -> String {
     }
 }
 
-/// One operation of a rate scenario on a client's session.
-async fn operation(
+/// One client of a rate run: what it does, and against what.
+struct Worker {
     scenario: Scenario,
-    url: &FtpUrl,
+    url: FtpUrl,
     addr: std::net::SocketAddr,
-    session: &mut Option<Client>,
     mode: DataMode,
-    payload: &[u8],
-    client_id: usize,
-    n: u64,
-) -> Result<u64, String> {
+    payload: Arc<Vec<u8>>,
+    id: usize,
+}
+
+/// One operation (number `n` of the run) of a rate scenario, on the
+/// worker's session.
+async fn operation(w: &Worker, session: &mut Option<Client>, n: u64) -> Result<u64, String> {
+    let (scenario, url, mode, payload, client_id) = (w.scenario, &w.url, w.mode, &w.payload[..], w.id);
+    let addr = w.addr;
     match scenario {
         Scenario::Connect => {
             let (mut c, greeting, _) =
@@ -295,9 +299,15 @@ pub async fn bench(args: &BenchArgs) -> Result<BenchReport, String> {
     let started = Instant::now();
     let tasks: Vec<_> = (0..args.clients)
         .map(|id| {
-            let (url, tally, stop, issued, payload) =
-                (url.clone(), Arc::clone(&tally), Arc::clone(&stop), Arc::clone(&issued), Arc::clone(&payload));
-            let (scenario, mode) = (args.scenario, args.mode);
+            let (tally, stop, issued) = (Arc::clone(&tally), Arc::clone(&stop), Arc::clone(&issued));
+            let worker = Worker {
+                scenario: args.scenario,
+                url: url.clone(),
+                addr,
+                mode: args.mode,
+                payload: Arc::clone(&payload),
+                id,
+            };
             tokio::spawn(async move {
                 let mut session = None;
                 while !stop.load(Ordering::Relaxed) {
@@ -306,7 +316,7 @@ pub async fn bench(args: &BenchArgs) -> Result<BenchReport, String> {
                         break;
                     }
                     let t = Instant::now();
-                    let r = operation(scenario, &url, addr, &mut session, mode, &payload, id, n).await;
+                    let r = operation(&worker, &mut session, n).await;
                     tally.record(r, t);
                 }
                 if let Some(c) = session {
@@ -404,9 +414,9 @@ async fn idle(args: &BenchArgs, url: &FtpUrl) -> Result<BenchReport, String> {
 }
 
 /// Awaits futures concurrently (a small join_all).
-async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+async fn futures_join<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = futures.map(tokio::spawn).collect();
