@@ -187,6 +187,48 @@ def assert_in_nlst_output(text: str, name: str) -> None:
 # ---------------------------------------------------------------------------
 
 
+def spawn_server(cmd, env, listen_re, log: list[str], what: str):
+    """Starts a server process and waits for its "listening on HOST:PORT"
+    line (listen_re's two groups). Returns (process, host, port); every
+    output line is appended to `log`."""
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    ready = threading.Event()
+    found: dict = {}
+
+    def reader():
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            log.append(line)
+            m = listen_re.search(line)
+            if m and not ready.is_set():
+                found["host"], found["port"] = m.group(1), int(m.group(2))
+                ready.set()
+        ready.set()  # EOF: wake the waiter so it can report the failure
+
+    threading.Thread(target=reader, daemon=True).start()
+    ready.wait(STARTUP_TIMEOUT)
+    if "port" not in found:
+        stop_process(proc)
+        pytest.fail(
+            f"{what} did not report 'listening on HOST:PORT' within {STARTUP_TIMEOUT}s\n"
+            f"command: {cmd!r}\nexit code: {proc.returncode}\noutput:\n" + "\n".join(log)
+        )
+    return proc, found["host"], found["port"]
+
+
+def stop_process(p: subprocess.Popen | None) -> None:
+    """Terminates a server process, killing it if it does not stop."""
+    if p is None or p.poll() is not None:
+        return
+    p.terminate()
+    try:
+        p.wait(5)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait(5)
+
+
 @dataclasses.dataclass
 class FtpServer:
     root: Path
@@ -210,48 +252,12 @@ class FtpServer:
         ]
         env = dict(os.environ)
         env.setdefault("RUST_BACKTRACE", "1")
-        self.proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        ready = threading.Event()
-
-        def reader():
-            assert self.proc is not None and self.proc.stdout is not None
-            for raw in self.proc.stdout:
-                line = raw.decode("utf-8", "replace").rstrip("\n")
-                self.log.append(line)
-                if not ready.is_set():
-                    m = LISTEN_RE.search(line)
-                    if m:
-                        self.host, self.port = m.group(1), int(m.group(2))
-                        ready.set()
-            ready.set()  # EOF: wake the waiter so it can report the failure
-
-        threading.Thread(target=reader, daemon=True).start()
-        ready.wait(STARTUP_TIMEOUT)
-        if not self.port:
-            self.stop()
-            pytest.fail(
-                f"ferroftp did not report 'listening on HOST:PORT' within {STARTUP_TIMEOUT}s\n"
-                f"command: {cmd!r}\nexit code: {self.proc.returncode}\noutput:\n" + "\n".join(self.log)
-            )
+        self.proc, self.host, self.port = spawn_server(cmd, env, LISTEN_RE, self.log, "ferroftp")
         assert self.host == HOST, f"server reports listening on {self.host}, expected {HOST}"
         return self
 
     def stop(self) -> None:
-        p = self.proc
-        if p is None or p.poll() is not None:
-            return
-        p.terminate()
-        try:
-            p.wait(5)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
+        stop_process(self.proc)
 
     @property
     def url(self) -> str:

@@ -24,7 +24,6 @@ import re
 import socket
 import subprocess
 import sys
-import threading
 import urllib.parse
 from pathlib import Path
 from typing import Callable, Iterable
@@ -35,10 +34,11 @@ from conftest import (
     CLIENT_ENV,
     FERROFTP_BIN,
     HOST,
-    STARTUP_TIMEOUT,
     describe,
     free_port_range,
     run,
+    spawn_server,
+    stop_process,
     wait_for,
 )
 
@@ -126,47 +126,12 @@ class PyFtpd:
     def start(self) -> "PyFtpd":
         cfg = dict(self.options, root=str(self.root), user=PY_USER, password=PY_PASSWORD)
         cmd = [sys.executable, "-u", "-W", "ignore::RuntimeWarning", "-c", PYFTPD_SCRIPT, json.dumps(cfg)]
-        self.proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=CLIENT_ENV,
-        )
-        ready = threading.Event()
-
-        def reader():
-            assert self.proc is not None and self.proc.stdout is not None
-            for raw in self.proc.stdout:
-                line = raw.decode("utf-8", "replace").rstrip("\n")
-                self.log.append(line)
-                m = PYFTPD_LISTEN_RE.search(line)
-                if m and not ready.is_set():
-                    assert m.group(1) == HOST, line
-                    self.port = int(m.group(2))
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=reader, daemon=True).start()
-        ready.wait(STARTUP_TIMEOUT)
-        if not self.port:
-            self.stop()
-            pytest.fail(
-                f"pyftpdlib did not start within {STARTUP_TIMEOUT}s (is pyftpdlib installed?)\n"
-                f"options: {self.options}\noutput:\n" + "\n".join(self.log)
-            )
+        self.proc, host, self.port = spawn_server(cmd, CLIENT_ENV, PYFTPD_LISTEN_RE, self.log, "pyftpdlib")
+        assert host == HOST, host
         return self
 
     def stop(self) -> None:
-        p = self.proc
-        if p is None or p.poll() is not None:
-            return
-        p.terminate()
-        try:
-            p.wait(5)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
+        stop_process(self.proc)
 
     def url(self, path: str = "/", user: str | None = None, password: str | None = None) -> str:
         cred = ""

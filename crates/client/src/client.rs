@@ -64,6 +64,47 @@ impl TransferError {
     }
 }
 
+/// Which end of a copy an I/O error came from, for its exit code.
+#[derive(Clone, Copy)]
+enum Side {
+    /// The data connection.
+    Network,
+    /// The local file.
+    Local,
+}
+
+impl Side {
+    fn error(self, reading: bool, source: std::io::Error) -> TransferError {
+        match (self, reading) {
+            (Side::Network, true) => TransferError::Io { what: "reading the data connection", source },
+            (Side::Network, false) => TransferError::Io { what: "writing the data connection", source },
+            (Side::Local, true) => TransferError::Local { what: "reading the local file", source },
+            (Side::Local, false) => TransferError::Local { what: "writing the local file", source },
+        }
+    }
+}
+
+/// Copies `from` to `to`, reporting the running total; returns it.
+async fn pump(
+    from: &mut (dyn AsyncRead + Unpin + Send),
+    to: &mut (dyn AsyncWrite + Unpin + Send),
+    progress: &mut (dyn FnMut(u64) + Send),
+    from_side: Side,
+    to_side: Side,
+) -> Result<u64, TransferError> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = from.read(&mut buf).await.map_err(|e| from_side.error(true, e))?;
+        if n == 0 {
+            return Ok(total);
+        }
+        to.write_all(&buf[..n]).await.map_err(|e| to_side.error(false, e))?;
+        total += n as u64;
+        progress(total);
+    }
+}
+
 /// A logged-in client.
 #[derive(Debug)]
 pub struct Client {
@@ -186,22 +227,7 @@ impl Client {
         }
         let command = format!("RETR {path}");
         let (mut stream, _) = self.start(&command).await?;
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut total = 0u64;
-        loop {
-            let n = stream
-                .read(&mut buf)
-                .await
-                .map_err(|source| TransferError::Io { what: "reading the data connection", source })?;
-            if n == 0 {
-                break;
-            }
-            sink.write_all(&buf[..n])
-                .await
-                .map_err(|source| TransferError::Local { what: "writing the local file", source })?;
-            total += n as u64;
-            progress(total);
-        }
+        let total = pump(&mut stream, sink, progress, Side::Network, Side::Local).await?;
         sink.flush().await.map_err(|source| TransferError::Local { what: "writing the local file", source })?;
         self.finish(&command).await?;
         Ok(total)
@@ -224,23 +250,7 @@ impl Client {
         }
         let command = format!("STOR {path}");
         let (mut stream, _) = self.start(&command).await?;
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut total = 0u64;
-        loop {
-            let n = source
-                .read(&mut buf)
-                .await
-                .map_err(|source| TransferError::Local { what: "reading the local file", source })?;
-            if n == 0 {
-                break;
-            }
-            stream
-                .write_all(&buf[..n])
-                .await
-                .map_err(|source| TransferError::Io { what: "writing the data connection", source })?;
-            total += n as u64;
-            progress(total);
-        }
+        let total = pump(source, &mut stream, progress, Side::Local, Side::Network).await?;
         stream.shutdown().await.map_err(|source| TransferError::Io { what: "closing the data connection", source })?;
         drop(stream);
         self.finish(&command).await?;
