@@ -70,6 +70,11 @@ impl PartialUpload {
 
 /// Size of the copy buffer.
 const CHUNK: usize = 64 * 1024;
+/// Size of the upload buffer: each write to storage costs a hop to the
+/// blocking pool, so uploads move bigger chunks. Measured on loopback: a
+/// 1 GiB STOR went from 317-527 MB/s to 788-932 MB/s, and server CPU from
+/// 1.6-3.1 s to 0.9-1.0 s (docs/BENCHMARKS.md).
+const RECEIVE_CHUNK: usize = 256 * 1024;
 
 /// What a transfer moves.
 pub enum Job {
@@ -189,7 +194,7 @@ pub async fn run(
             Ok(total)
         }
         Job::Receive { mut sink, ascii, commit, charge } => {
-            let mut buf = vec![0u8; chunk];
+            let mut buf = vec![0u8; if rate.is_some() { chunk } else { RECEIVE_CHUNK }];
             let mut converter = ascii.then(ascii::FromWire::default);
             let mut converted = Vec::new();
             let mut total = 0u64;
