@@ -39,6 +39,18 @@ enum Commands {
     /// Measure any FTP server: connection rate, small and big transfers,
     /// listings, idle-session memory.
     Bench(bench::BenchArgs),
+    /// Write a self-signed certificate and key for testing FTPS.
+    Cert {
+        /// Where to write the certificate (PEM).
+        #[arg(long, default_value = "cert.pem")]
+        cert: std::path::PathBuf,
+        /// Where to write the private key (PEM).
+        #[arg(long, default_value = "key.pem")]
+        key: std::path::PathBuf,
+        /// Host names and addresses the certificate is for.
+        #[arg(default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
+        names: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -58,6 +70,9 @@ fn main() -> ExitCode {
         Commands::Get(args) => return transfer::get(args),
         Commands::Put(args) => return transfer::put(args),
         Commands::Bench(args) => return bench::run(args),
+        Commands::Cert { cert, key, names } => ferroftp_server::tls::write_self_signed(names, &cert, &key)
+            .map(|()| println!("wrote {} and {}", cert.display(), key.display()))
+            .map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

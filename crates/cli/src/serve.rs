@@ -40,6 +40,12 @@ pub struct ServeArgs {
     /// Idle timeout of control connections, seconds [default: 300].
     #[arg(long, value_name = "SECS")]
     idle_timeout: Option<u64>,
+    /// FTPS certificate chain, PEM (see `ferroftp cert`).
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// FTPS private key, PEM.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -51,7 +57,7 @@ impl ServeArgs {
         macro_rules! over {
             ($($field:ident),*) => { $( if self.$field.is_some() { file.$field = self.$field; } )* };
         }
-        over!(listen, root, users, passive_ports, public_address, idle_timeout);
+        over!(listen, root, users, passive_ports, public_address, idle_timeout, tls_cert, tls_key);
         if self.no_anonymous {
             file.anonymous = Some(false);
         } else if self.anonymous {

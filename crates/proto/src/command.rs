@@ -114,6 +114,14 @@ pub enum Command {
     Clnt(String),
     /// HOST name (RFC 7151): pick a virtual host before USER.
     Host(String),
+    /// AUTH mechanism (RFC 2228/4217), upper case: TLS, TLS-C, SSL...
+    Auth(String),
+    /// PBSZ size (RFC 2228); TLS uses 0.
+    Pbsz(u64),
+    /// PROT level (RFC 2228), upper case: C, S, E or P.
+    Prot(String),
+    /// CCC: clear the control connection (RFC 2228).
+    Ccc,
 }
 
 /// Why a line is not a valid command. Each maps to one reply code.
@@ -158,10 +166,12 @@ impl ParseError {
 /// Every verb the server understands and its syntax, for HELP.
 pub const COMMANDS: &[(&str, &str)] = &[
     ("ABOR", "ABOR (abort the transfer in progress)"),
+    ("AUTH", "AUTH <sp> TLS"),
     ("ACCT", "ACCT <sp> account-information"),
     ("ALLO", "ALLO <sp> decimal-integer [<sp> R <sp> decimal-integer]"),
     ("AVBL", "AVBL [<sp> pathname] (free space)"),
     ("APPE", "APPE <sp> pathname"),
+    ("CCC", "CCC (clear the control connection)"),
     ("CDUP", "CDUP (change to the parent directory)"),
     ("CLNT", "CLNT <sp> client-name"),
     ("CWD", "CWD <sp> pathname"),
@@ -184,7 +194,9 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("OPTS", "OPTS <sp> command [<sp> options]"),
     ("PASS", "PASS <sp> password"),
     ("PASV", "PASV (the server listens for the data connection)"),
+    ("PBSZ", "PBSZ <sp> 0"),
     ("PORT", "PORT <sp> h1,h2,h3,h4,p1,p2"),
+    ("PROT", "PROT <sp> C | P"),
     ("PWD", "PWD (print the working directory)"),
     ("QUIT", "QUIT (log out)"),
     ("REIN", "REIN (reinitialize the session)"),
@@ -372,6 +384,10 @@ fn parse_verb(verb: &str, arg: Option<String>) -> Result<Command, ParseError> {
             C::Mfmt { time, path: path.to_string() }
         }
         "HASH" => C::Hash(required("HASH", arg, "file name")?),
+        "AUTH" => C::Auth(required("AUTH", arg, "mechanism")?.trim().to_ascii_uppercase()),
+        "PBSZ" => C::Pbsz(parse_u64("PBSZ", &required("PBSZ", arg, "buffer size")?)?),
+        "PROT" => C::Prot(required("PROT", arg, "protection level")?.trim().to_ascii_uppercase()),
+        "CCC" => C::Ccc,
         "AVBL" => C::Avbl(arg.filter(|a| !a.is_empty())),
         "CLNT" => C::Clnt(arg.unwrap_or_default()),
         "HOST" => {

@@ -43,6 +43,8 @@ pub mod code {
     pub const ENTERING_EXTENDED_PASSIVE: u16 = 229;
     /// 230: user logged in, proceed.
     pub const LOGGED_IN: u16 = 230;
+    /// 234: security data exchange complete (AUTH TLS), RFC 2228.
+    pub const AUTH_OK: u16 = 234;
     /// 250: requested file action okay, completed.
     pub const FILE_ACTION_OK: u16 = 250;
     /// 257: "PATHNAME" created (also the PWD reply).
@@ -81,6 +83,13 @@ pub mod code {
     pub const NOT_LOGGED_IN: u16 = 530;
     /// 532: need account for storing files.
     pub const NEED_ACCOUNT_FOR_STORING: u16 = 532;
+    /// 533: command protection level denied for policy reasons (CCC on a
+    /// plain connection), RFC 2228.
+    pub const CONTROL_NOT_PROTECTED: u16 = 533;
+    /// 534: request denied for policy reasons, RFC 2228.
+    pub const POLICY_REFUSES: u16 = 534;
+    /// 536: requested PROT level not supported by mechanism, RFC 2228.
+    pub const PROTECTION_LEVEL_NOT_SUPPORTED: u16 = 536;
     /// 550: requested action not taken; file unavailable.
     pub const FILE_UNAVAILABLE: u16 = 550;
     /// 551: requested action aborted: page type unknown.

@@ -135,6 +135,23 @@ pub struct FileConfig {
     pub mounts: Option<BTreeMap<String, PathBuf>>,
     /// Virtual hosts for HOST (RFC 7151): name = its own root and users.
     pub hosts: Option<BTreeMap<String, HostFileConfig>>,
+    /// FTPS certificate chain, PEM.
+    pub tls_cert: Option<PathBuf>,
+    /// FTPS private key, PEM.
+    pub tls_key: Option<PathBuf>,
+    /// Data connections must resume the control connection's TLS session.
+    pub tls_require_session_reuse: Option<bool>,
+}
+
+/// Validated FTPS settings.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// Certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Private key, PEM.
+    pub key: PathBuf,
+    /// Data connections must resume the control connection's session.
+    pub require_session_reuse: bool,
 }
 
 /// One `[hosts.NAME]` table.
@@ -249,6 +266,8 @@ pub struct Config {
     pub mounts: BTreeMap<String, PathBuf>,
     /// Virtual hosts by lower-case name.
     pub hosts: BTreeMap<String, HostConfig>,
+    /// FTPS, if a certificate is configured.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Config {
@@ -383,6 +402,14 @@ impl Config {
             data_timeout: Duration::from_secs(data),
             mounts,
             hosts,
+            tls: match (file.tls_cert, file.tls_key) {
+                (Some(cert), Some(key)) => {
+                    Some(TlsConfig { cert, key, require_session_reuse: file.tls_require_session_reuse.unwrap_or(true) })
+                }
+                (None, None) => None,
+                (Some(_), None) => return Err(invalid("tls_key", "tls_cert is set but tls_key is not")),
+                (None, Some(_)) => return Err(invalid("tls_cert", "tls_key is set but tls_cert is not")),
+            },
         })
     }
 }
@@ -431,6 +458,8 @@ mod tests {
             (FileConfig { passive_ports: Some("2000-1000".into()), ..Default::default() }, "passive_ports"),
             (FileConfig { idle_timeout: Some(0), ..Default::default() }, "idle_timeout"),
             (FileConfig { root: Some("/nonexistent/dir".into()), ..Default::default() }, "root"),
+            (FileConfig { tls_cert: Some("c.pem".into()), ..Default::default() }, "tls_key"),
+            (FileConfig { tls_key: Some("k.pem".into()), ..Default::default() }, "tls_cert"),
         ];
         for (file, key) in cases {
             let e = Config::from_file(file).unwrap_err().to_string();

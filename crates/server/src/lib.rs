@@ -7,6 +7,7 @@
 //! - [`config`]: the TOML file and validated settings.
 //! - [`auth`]: the users file and argon2id checks.
 //! - [`storage`]: the storage trait and the confined local backend.
+//! - [`tls`]: FTPS certificates and per-connection TLS configurations.
 //! - [`path`]: virtual paths that never climb above the root.
 //! - [`permissions`]: what a user may do.
 //! - [`quota`]: bytes and files a user's home may hold.
@@ -27,6 +28,7 @@ pub mod quota;
 mod server;
 mod session;
 pub mod storage;
+pub mod tls;
 pub mod transfer;
 
 pub use config::{Config, ConfigError, FileConfig};

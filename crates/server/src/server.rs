@@ -44,6 +44,9 @@ pub enum ServerError {
     /// The users file is invalid.
     #[error(transparent)]
     Users(#[from] AuthError),
+    /// The certificate or key cannot be used.
+    #[error("config keys `tls_cert`/`tls_key`: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// The public address does not resolve to an IPv4 address.
     #[error("config key `public_address`: {0}")]
     PublicAddress(String),
@@ -71,6 +74,8 @@ pub(crate) struct Context {
     pub mounts: BTreeMap<String, Arc<dyn Storage>>,
     /// Virtual hosts by lower-case name.
     pub hosts: BTreeMap<String, Arc<VirtualHost>>,
+    /// FTPS, when a certificate is configured.
+    pub tls: Option<Arc<crate::tls::Tls>>,
     /// The IPv4 address announced in 227 replies, if configured.
     pub public_ipv4: Option<Ipv4Addr>,
     /// Connection counts and bans.
@@ -147,6 +152,10 @@ impl Server {
             Some(a) => Some(resolve_public(a).await?),
             None => None,
         };
+        let tls = match &config.tls {
+            Some(t) => Some(Arc::new(crate::tls::Tls::load(&t.cert, &t.key, t.require_session_reuse)?)),
+            None => None,
+        };
         let listener = listen(config.listen).map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         Ok(Server {
             listener,
@@ -158,6 +167,7 @@ impl Server {
                 anonymous_storage,
                 mounts,
                 hosts,
+                tls,
                 public_ipv4,
             }),
         })

@@ -109,6 +109,39 @@ pub struct Commit {
     pub target: VirtualPath,
 }
 
+/// TLS for a data connection (PROT P).
+pub struct DataTls {
+    /// The configuration, sharing the control connection's sessions.
+    pub config: Arc<rustls::ServerConfig>,
+    /// Refuse a handshake that did not resume the control connection's
+    /// session.
+    pub require_resumption: bool,
+}
+
+/// A data connection, plain or TLS.
+trait DataIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> DataIo for T {}
+
+impl DataTls {
+    /// The TLS handshake on an opened data connection.
+    async fn accept(self, tcp: tokio::net::TcpStream, limit: Duration) -> Result<Box<dyn DataIo>, TransferError> {
+        let handshake = tokio_rustls::TlsAcceptor::from(self.config).accept(tcp);
+        let tls = match tokio::time::timeout(limit, handshake).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => return Err(TransferError::Tls(format!("TLS handshake failed: {e}"))),
+            Err(_) => return Err(TransferError::Tls("TLS handshake timed out".into())),
+        };
+        // SECURITY: data-connection theft. Only the client holding the
+        // control connection's TLS session can resume it.
+        if self.require_resumption && tls.get_ref().1.handshake_kind() != Some(rustls::HandshakeKind::Resumed) {
+            return Err(TransferError::Tls(
+                "TLS session of data connection not resumed (the client must reuse the control connection's TLS session)".into(),
+            ));
+        }
+        Ok(Box::new(tls))
+    }
+}
+
 /// Why a transfer failed, and its reply.
 #[derive(Debug, thiserror::Error)]
 pub enum TransferError {
@@ -121,13 +154,16 @@ pub enum TransferError {
     /// Storage failed mid-transfer: 451, 452, 552...
     #[error("Transfer failed: {0}")]
     Storage(StorageError),
+    /// TLS on the data connection failed or did not resume: 425.
+    #[error("Unable to build data connection: {0}")]
+    Tls(String),
 }
 
 impl TransferError {
     /// The reply code for this failure.
     pub fn reply_code(&self) -> u16 {
         match self {
-            TransferError::CantOpen(_) => code::CANT_OPEN_DATA,
+            TransferError::CantOpen(_) | TransferError::Tls(_) => code::CANT_OPEN_DATA,
             TransferError::Network(_) => code::TRANSFER_ABORTED,
             TransferError::Storage(e) => e.reply_code(),
         }
@@ -159,8 +195,13 @@ pub async fn run(
     job: Job,
     progress: Arc<AtomicU64>,
     rate: Option<u64>,
+    tls: Option<DataTls>,
 ) -> Result<u64, TransferError> {
-    let mut data = setup.open(open_timeout).await?;
+    let tcp = setup.open(open_timeout).await?;
+    let mut data: Box<dyn DataIo> = match tls {
+        Some(t) => t.accept(tcp, open_timeout).await?,
+        None => Box::new(tcp),
+    };
     let throttle = rate.map(|rate| Throttle { rate, started: tokio::time::Instant::now() });
     // Smaller chunks at low rates keep the pace smooth.
     let chunk = rate.map_or(CHUNK, |r| (r as usize / 8).clamp(1024, CHUNK));
@@ -232,6 +273,10 @@ pub async fn run(
             sink.flush().await.map_err(|e| TransferError::Storage(e.into()))?;
             sink.shutdown().await.map_err(|e| TransferError::Storage(e.into()))?;
             drop(sink);
+            // Answer the client's close: for TLS this is our close_notify,
+            // which clients that close both ways (ftplib) wait for. Every
+            // byte is already in, so a client that has gone is no error.
+            let _ = data.shutdown().await;
             if let Some(c) = commit {
                 c.storage.rename(&c.temp, &c.target).await.map_err(TransferError::Storage)?;
             }

@@ -78,6 +78,10 @@ impl Session {
                 | Command::Noop
                 | Command::Clnt(_)
                 | Command::Host(_)
+                | Command::Auth(_)
+                | Command::Pbsz(_)
+                | Command::Prot(_)
+                | Command::Ccc
         );
         if !may_before_login && self.logged_in().is_none() {
             return reply(code::NOT_LOGGED_IN, "Please login with USER and PASS.");
@@ -87,6 +91,9 @@ impl Session {
             Command::Pass(password) => self.pass(password).await,
             Command::Acct(_) => reply(code::SUPERFLUOUS, "ACCT not needed: already logged in."),
             Command::Quit => Action::Close(Reply::new(code::CLOSING, "Goodbye.")),
+            Command::Rein if self.tls.is_some() => {
+                reply(code::NOT_IMPLEMENTED, "REIN is not available on a TLS connection; reconnect instead.")
+            }
             Command::Rein => {
                 self.reinitialize();
                 reply(code::SERVICE_READY, "Service ready for new user.")
@@ -153,11 +160,15 @@ impl Session {
                 reply(code::OK, "Noted.")
             }
             Command::Host(name) => self.host(&name),
+            Command::Auth(mechanism) => self.auth(&mechanism),
+            Command::Pbsz(size) => self.pbsz(size),
+            Command::Prot(level) => self.prot(&level),
+            Command::Ccc => self.ccc(),
             Command::Nlst(arg) => self.list(arg.as_deref(), true).await,
         }
     }
 
-    fn reinitialize(&mut self) {
+    pub(super) fn reinitialize(&mut self) {
         if matches!(self.login, LoginState::LoggedIn(_)) {
             self.login_deadline = Some(tokio::time::Instant::now() + self.ctx.config.login_timeout);
         }

@@ -9,6 +9,8 @@
 mod commands;
 mod extensions;
 mod status;
+mod stream;
+mod tls;
 
 use std::collections::VecDeque;
 use std::io;
@@ -19,7 +21,6 @@ use std::time::Duration;
 
 use ferroftp_proto::{code, Command, LineDecoder, LineEvent, Reply, TransferType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -35,8 +36,10 @@ use crate::server::Context;
 use crate::server::VirtualHost;
 use crate::storage::Storage;
 use crate::storage::StorageError;
+use crate::tls::ConnTls;
 use crate::transfer::{self, Job, PartialUpload, TransferError};
 use ferroftp_proto::listing::MLSX_FACTS;
+use stream::{ControlReader, ControlWriter};
 
 /// Lines queued while a transfer runs; past this the control connection is
 /// not read until the transfer ends (back-pressure, not unbounded memory).
@@ -118,6 +121,8 @@ pub(crate) enum Action {
     Close(Reply),
     /// Send the preliminary reply (150), then run the transfer.
     Transfer(Box<TransferStart>),
+    /// Send this reply (234), then run the TLS handshake.
+    StartTls(Reply),
 }
 
 /// A transfer a handler has prepared.
@@ -147,7 +152,7 @@ pub(crate) struct Session {
     /// Server-wide settings, users and storage.
     ctx: Arc<Context>,
     /// Where replies go.
-    writer: OwnedWriteHalf,
+    writer: ControlWriter,
     /// The client's address.
     peer: SocketAddr,
     /// Our end of the control connection (for PASV and active source).
@@ -184,6 +189,23 @@ pub(crate) struct Session {
     mlst_facts: Vec<&'static str>,
     /// The algorithm HASH uses (OPTS HASH).
     hash: HashAlgorithm,
+    /// TLS of this control connection and its data connections, once AUTH
+    /// TLS succeeded.
+    tls: Option<ConnTls>,
+    /// PBSZ was given (PROT needs it).
+    pbsz: bool,
+    /// PROT P: data connections are TLS.
+    protect_data: bool,
+}
+
+/// What the loop does after a command.
+pub(crate) enum Flow {
+    /// Read the next command.
+    Continue,
+    /// Close the connection.
+    Close,
+    /// Run the TLS handshake on the control connection (after AUTH).
+    StartTls,
 }
 
 /// Serves one control connection until QUIT, EOF, timeout or shutdown.
@@ -201,7 +223,8 @@ pub(crate) async fn serve(
     // clients send before ABOR) must stay in the stream.
     let _ = stream.set_nodelay(true);
     let _ = socket2::SockRef::from(&stream).set_out_of_band_inline(true);
-    let (mut reader, writer) = stream.into_split();
+    let (reader, writer) = stream.into_split();
+    let (reader, writer) = (ControlReader::Plain(reader), ControlWriter::Plain(writer));
     let idle_timeout = ctx.config.idle_timeout;
     let mut session = Session {
         ctx,
@@ -224,9 +247,12 @@ pub(crate) async fn serve(
         host: None,
         mlst_facts: MLSX_FACTS.to_vec(),
         hash: HashAlgorithm::Sha256,
+        tls: None,
+        pbsz: false,
+        protect_data: false,
     };
     session.login_deadline = Some(Instant::now() + session.ctx.config.login_timeout);
-    if let Err(e) = session.run(&mut reader, &mut shutdown).await {
+    if let Err(e) = session.run(reader, &mut shutdown).await {
         tracing::debug!(%peer, error = %e, "control connection ended with an error");
     }
     if let Some(t) = session.transfer.take() {
@@ -243,10 +269,13 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
 /// urgent data (the Synch before ABOR, or ftplib's whole `ABOR` sent as
 /// urgent data) an edge-triggered wake-up can be lost, leaving the bytes
 /// unread in the socket while the task waits forever.
-async fn read_control(reader: &mut OwnedReadHalf, buf: &mut [u8], poll: bool) -> io::Result<usize> {
-    if !poll {
-        return reader.read(buf).await;
-    }
+async fn read_control(reader: &mut ControlReader, buf: &mut [u8], poll: bool) -> io::Result<usize> {
+    // Only a plain connection can be read beneath tokio: under TLS the
+    // bytes are records, and urgent data has no meaning.
+    let reader = match reader {
+        ControlReader::Plain(r) if poll => r,
+        other => return other.read(buf).await,
+    };
     loop {
         // tokio's own read first: on EAGAIN it clears the cached readiness,
         // so `readable()` below really waits instead of spinning.
@@ -277,7 +306,7 @@ async fn wait_transfer(t: &mut Option<RunningTransfer>) -> Result<Result<u64, Tr
 }
 
 impl Session {
-    async fn run(&mut self, reader: &mut OwnedReadHalf, shutdown: &mut watch::Receiver<bool>) -> io::Result<()> {
+    async fn run(&mut self, mut reader: ControlReader, shutdown: &mut watch::Receiver<bool>) -> io::Result<()> {
         self.send(&Reply::new(code::SERVICE_READY, format!("ferroftp {} ready.", crate::VERSION))).await?;
         let mut decoder = LineDecoder::default();
         let mut queue: VecDeque<LineEvent> = VecDeque::new();
@@ -297,8 +326,37 @@ impl Session {
             }
             if self.transfer.is_none() {
                 if let Some(event) = queue.pop_front() {
-                    if !self.handle_event(event).await? {
-                        return Ok(());
+                    match self.handle_event(event).await? {
+                        Flow::Continue => {}
+                        Flow::Close => return Ok(()),
+                        Flow::StartTls => {
+                            // SECURITY: command injection. Anything that came
+                            // after AUTH in the same plain-text packets was
+                            // not protected; it must not run as if it were.
+                            if !queue.is_empty() || decoder.has_partial_line() {
+                                tracing::warn!(peer = %self.peer, "plain-text bytes after AUTH; closing");
+                                return Ok(());
+                            }
+                            let Some(config) = self.tls.as_ref().map(|t| Arc::clone(&t.control)) else {
+                                return Ok(());
+                            };
+                            let writer = std::mem::replace(&mut self.writer, ControlWriter::Closed);
+                            let plain = std::mem::replace(&mut reader, ControlReader::Closed);
+                            let handshake = tokio::time::timeout(
+                                self.ctx.config.data_timeout,
+                                stream::upgrade(plain, writer, config),
+                            );
+                            match handshake.await {
+                                Ok(Ok((r, w))) => {
+                                    reader = r;
+                                    self.writer = w;
+                                }
+                                _ => {
+                                    tracing::info!(peer = %self.peer, "TLS handshake on the control connection failed");
+                                    return Ok(());
+                                }
+                            }
+                        }
                     }
                     deadline = Instant::now() + self.idle_timeout;
                     continue;
@@ -306,7 +364,7 @@ impl Session {
             }
             let may_read = queue.len() < MAX_QUEUED_LINES;
             tokio::select! {
-                read = read_control(reader, &mut buf, urgent_watch_until.is_some() || self.transfer.is_some()), if may_read => {
+                read = read_control(&mut reader, &mut buf, urgent_watch_until.is_some() || self.transfer.is_some()), if may_read => {
                     let n = read?;
                     if n == 0 {
                         return Ok(());
@@ -389,11 +447,11 @@ impl Session {
     }
 
     /// Answers one queued line. Returns false when the connection closes.
-    async fn handle_event(&mut self, event: LineEvent) -> io::Result<bool> {
+    async fn handle_event(&mut self, event: LineEvent) -> io::Result<Flow> {
         let line = match event {
             LineEvent::TooLong => {
                 self.send(&Reply::new(code::SYNTAX_ERROR, "Command line too long.")).await?;
-                return Ok(true);
+                return Ok(Flow::Continue);
             }
             LineEvent::Line(line) => line,
         };
@@ -409,7 +467,11 @@ impl Session {
             Action::Close(reply) => {
                 self.send(&reply).await?;
                 let _ = self.writer.shutdown().await;
-                return Ok(false);
+                return Ok(Flow::Close);
+            }
+            Action::StartTls(reply) => {
+                self.send(&reply).await?;
+                return Ok(Flow::StartTls);
             }
             Action::Transfer(start) => {
                 self.send(&start.preliminary).await?;
@@ -418,12 +480,14 @@ impl Session {
                     Job::Send { .. } => l.download_rate,
                     Job::Receive { .. } => l.upload_rate,
                 });
+                let tls = self.data_tls(matches!(start.job, Job::Receive { .. }));
                 let task = tokio::spawn(transfer::run(
                     start.setup,
                     self.ctx.config.data_timeout,
                     start.job,
                     Arc::clone(&progress),
                     rate,
+                    tls,
                 ));
                 self.transfer = Some(RunningTransfer {
                     task,
@@ -434,7 +498,7 @@ impl Session {
                 });
             }
         }
-        Ok(true)
+        Ok(Flow::Continue)
     }
 
     async fn send(&mut self, reply: &Reply) -> io::Result<()> {

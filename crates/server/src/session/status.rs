@@ -38,6 +38,9 @@ impl Session {
 
     fn feature_lines(&self) -> Vec<String> {
         let mut lines: Vec<String> = FEATURES.iter().map(|f| (*f).to_string()).collect();
+        if self.ctx.tls.is_some() {
+            lines.extend(["AUTH TLS", "PBSZ", "PROT"].map(String::from));
+        }
         let mlst: String =
             MLSX_FACTS.iter().map(|f| format!("{f}{};", if self.mlst_facts.contains(f) { "*" } else { "" })).collect();
         lines.push(format!("MLST {mlst}"));
@@ -125,8 +128,14 @@ impl Session {
             format!("TYPE: {}", if self.transfer_type == TransferType::Ascii { "ASCII" } else { "BINARY" }),
             self.bandwidth_line(),
             format!("Session timeout in seconds is {}", self.idle_timeout.as_secs()),
-            "Control connection is plain text".to_string(),
-            "Data connections will be plain text".to_string(),
+            if self.tls.is_some() { "Control connection is encrypted" } else { "Control connection is plain text" }
+                .to_string(),
+            if self.protect_data && self.tls.is_some() {
+                "Data connections will be encrypted"
+            } else {
+                "Data connections will be plain text"
+            }
+            .to_string(),
             format!("At session startup, client count was {}", self.clients_at_start),
             format!("ferroftp {} - secure, fast, stable", crate::VERSION),
         ];

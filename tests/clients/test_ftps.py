@@ -1,0 +1,198 @@
+"""FTPS (RFC 4217, explicit AUTH TLS) with real clients: curl --ssl-reqd,
+lftp with ftp:ssl-force, and Python ftplib FTP_TLS with PROT P, in passive
+and active mode, comparing bytes; data connections must resume the control
+connection's TLS session, so a client that does not is refused."""
+
+from __future__ import annotations
+
+import ftplib
+import io
+import socket
+import ssl
+
+import pytest
+
+from conftest import (
+    FERROFTP_BIN,
+    HOST,
+    assert_same_file,
+    describe,
+    make_random_file,
+    run,
+    sha256_bytes,
+)
+
+
+@pytest.fixture
+def certs(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cp = run([str(FERROFTP_BIN), "cert", "--cert", str(cert), "--key", str(key)])
+    assert cp.returncode == 0, describe(cp, "ferroftp cert failed")
+    assert cert.read_text().startswith("-----BEGIN CERTIFICATE-----")
+    return cert, key
+
+
+@pytest.fixture
+def tls_server(server_factory, certs):
+    cert, key = certs
+    return server_factory("--anonymous-write", "--tls-cert", str(cert), "--tls-key", str(key))
+
+
+def insecure_context() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class ReusingFTP_TLS(ftplib.FTP_TLS):
+    """ftplib never reuses the control connection's TLS session on data
+    connections (python/cpython#63699); this is the one-line fix."""
+
+    def ntransfercmd(self, cmd, rest=None):
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:
+            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=self.sock.session)
+        return conn, size
+
+
+def ftplib_session(server, cls=ReusingFTP_TLS):
+    f = cls(context=insecure_context(), timeout=30)
+    f.connect(HOST, server.port)
+    f.login()
+    f.prot_p()
+    return f
+
+
+@pytest.mark.parametrize("passive", [True, False], ids=["passive", "active"])
+def test_ftplib_prot_p_round_trip(tls_server, tmp_path, passive):
+    body = make_random_file(tmp_path / "src.bin", 2 * 1024 * 1024 + 7).read_bytes()
+    f = ftplib_session(tls_server)
+    f.set_pasv(passive)
+    f.storbinary("STOR 测试 文件.bin", io.BytesIO(body))
+    assert sha256_bytes((tls_server.root / "测试 文件.bin").read_bytes()) == sha256_bytes(body)
+    got = io.BytesIO()
+    f.retrbinary("RETR 测试 文件.bin", got.write)
+    assert got.getvalue() == body
+    assert "测试 文件.bin" in f.nlst()
+    stat = f.sendcmd("STAT")
+    assert "Control connection is encrypted" in stat and "Data connections will be encrypted" in stat, stat
+    f.quit()
+
+
+def test_a_client_that_does_not_resume_the_session_is_refused(tls_server):
+    (tls_server.root / "f.txt").write_bytes(b"secret")
+    f = ftplib_session(tls_server, cls=ftplib.FTP_TLS)
+    with pytest.raises((ssl.SSLError, OSError, ftplib.Error)):
+        f.retrbinary("RETR f.txt", lambda b: None)
+    # The control connection says why.
+    with pytest.raises(ftplib.error_temp, match="425.*not resumed"):
+        f.voidresp()
+
+
+def test_session_reuse_can_be_turned_off(server_factory, certs, tmp_path):
+    cert, key = certs
+    config = tmp_path / "tls.toml"
+    config.write_text("tls_require_session_reuse = false\n")
+    srv = server_factory("--tls-cert", str(cert), "--tls-key", str(key), "--config", str(config))
+    (srv.root / "f.txt").write_bytes(b"plain old ftplib")
+    f = ftplib_session(srv, cls=ftplib.FTP_TLS)
+    got = io.BytesIO()
+    f.retrbinary("RETR f.txt", got.write)
+    assert got.getvalue() == b"plain old ftplib"
+
+
+def test_rfc_4217_reply_codes(tls_server, server_factory):
+    f = ftplib.FTP_TLS(context=insecure_context(), timeout=30)
+    f.connect(HOST, tls_server.port)
+    for cmd, code in [("PBSZ 0", "503"), ("PROT P", "503"), ("CCC", "533")]:
+        with pytest.raises(ftplib.error_perm, match=code):
+            f.sendcmd(cmd)
+    assert " AUTH TLS" in f.sendcmd("FEAT")
+    f.auth()
+    with pytest.raises(ftplib.error_perm, match="503"):
+        f.sendcmd("AUTH TLS")
+    with pytest.raises(ftplib.error_perm, match="503"):
+        f.sendcmd("PROT P")
+    assert f.sendcmd("PBSZ 0").startswith("200")
+    for cmd, code in [("PROT S", "536"), ("PROT X", "504"), ("CCC", "534")]:
+        with pytest.raises(ftplib.error_perm, match=code):
+            f.sendcmd(cmd)
+    assert f.sendcmd("PROT C").startswith("200")
+    f.login()
+    with pytest.raises(ftplib.error_perm, match="502"):
+        f.sendcmd("REIN")
+    # PROT C: plain data connections on a TLS control connection.
+    assert f.nlst() == []
+    # A server without a certificate does not offer TLS.
+    plain = server_factory()
+    g = ftplib.FTP(timeout=30)
+    g.connect(HOST, plain.port)
+    with pytest.raises(ftplib.error_perm, match="502"):
+        g.sendcmd("AUTH TLS")
+    assert "AUTH TLS" not in g.sendcmd("FEAT")
+
+
+def test_plain_text_after_auth_is_not_executed(tls_server):
+    s = socket.create_connection((HOST, tls_server.port), timeout=10)
+    f = s.makefile("rb")
+    assert f.readline().startswith(b"220")
+    # An attacker on the path appends a command to the AUTH packet.
+    s.sendall(b"AUTH TLS\r\nDELE victim\r\n")
+    assert f.readline().startswith(b"234")
+    assert f.read() == b"", "the server must close instead of starting TLS"
+    s.close()
+
+
+def test_curl_ssl_reqd(tls_server, tmp_path):
+    # Passive only: Debian 12's curl 7.88 fails active-mode FTPS before any
+    # data moves ("sa_addr inet_ntop() failed with errno 97", exit 18/55),
+    # against any server. Active FTPS is covered with lftp and ftplib.
+    src = make_random_file(tmp_path / "up load.bin", 3 * 1024 * 1024)
+    mode: list[str] = []
+    base = f"ftp://{HOST}:{tls_server.port}"
+    up = run(["curl", "-sS", "--ssl-reqd", "-k", *mode, "-T", str(src), f"{base}/"])
+    assert up.returncode == 0, describe(up, "curl upload")
+    assert_same_file(tls_server.root / src.name, src, "curl upload over TLS")
+    out = tmp_path / "down.bin"
+    down = run(["curl", "-sS", "--ssl-reqd", "-k", *mode, "-o", str(out), f"{base}/up%20load.bin"])
+    assert down.returncode == 0, describe(down, "curl download")
+    assert_same_file(out, src, "curl download over TLS")
+    listing = run(["curl", "-sS", "--ssl-reqd", "-k", *mode, f"{base}/"])
+    assert listing.returncode == 0 and b"up load.bin" in listing.stdout, describe(listing, "curl list")
+
+
+@pytest.mark.parametrize("passive", ["on", "off"])
+def test_lftp_ssl_force_with_mirror(tls_server, tmp_path, passive):
+    tree = tmp_path / "tree"
+    (tree / "子目录 sub").mkdir(parents=True)
+    make_random_file(tree / "子目录 sub" / "a b.bin", 500_000)
+    make_random_file(tree / "top.bin", 100_000)
+    back = tmp_path / "back"
+    script = tmp_path / "s.lftp"
+    script.write_text(
+        "\n".join(
+            [
+                "set ftp:ssl-force true",
+                "set ftp:ssl-allow-anonymous true",
+                "set ftp:ssl-protect-data true",
+                "set ssl:verify-certificate no",
+                f"set ftp:passive-mode {passive}",
+                "set net:max-retries 1",
+                "set net:timeout 10",
+                "set cmd:fail-exit yes",
+                f"open ftp://{HOST}:{tls_server.port}",
+                f"mirror -R --no-perms {tree} /up",
+                f"mirror --no-perms /up {back}",
+                "bye",
+            ]
+        )
+        + "\n"
+    )
+    cp = run(["lftp", "-d", "-f", str(script)])
+    assert cp.returncode == 0, describe(cp, "lftp over TLS")
+    sent = [l[5:].split(" ", 1)[0] for l in cp.stderr.decode(errors="replace").splitlines() if l.startswith("---> ")]
+    assert "AUTH" in sent and "PROT" in sent and "MLSD" in sent, sent
+    for rel in ["子目录 sub/a b.bin", "top.bin"]:
+        assert_same_file(tls_server.root / "up" / rel, tree / rel, f"lftp mirror -R {rel}")
+        assert_same_file(back / rel, tree / rel, f"lftp mirror back {rel}")
