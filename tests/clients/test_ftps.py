@@ -196,3 +196,81 @@ def test_lftp_ssl_force_with_mirror(tls_server, tmp_path, passive):
     for rel in ["子目录 sub/a b.bin", "top.bin"]:
         assert_same_file(tls_server.root / "up" / rel, tree / rel, f"lftp mirror -R {rel}")
         assert_same_file(back / rel, tree / rel, f"lftp mirror back {rel}")
+
+
+def test_implicit_ftps_with_curl(server_factory, certs, tmp_path):
+    cert, key = certs
+    lo = socket.socket()
+    lo.bind((HOST, 0))
+    port = lo.getsockname()[1]
+    lo.close()
+    srv = server_factory(
+        "--anonymous-write", "--tls-cert", str(cert), "--tls-key", str(key), "--implicit-tls-listen", f"{HOST}:{port}"
+    )
+    assert any(f"implicit FTPS listening on {HOST}:{port}" in line for line in srv.log), srv.log
+    src = make_random_file(tmp_path / "implicit.bin", 1024 * 1024)
+    up = run(["curl", "-sS", "-k", "-T", str(src), f"ftps://{HOST}:{port}/"])
+    assert up.returncode == 0, describe(up, "curl ftps:// upload")
+    assert_same_file(srv.root / src.name, src, "implicit FTPS upload")
+    out = tmp_path / "back.bin"
+    down = run(["curl", "-sS", "-k", "-o", str(out), f"ftps://{HOST}:{port}/implicit.bin"])
+    assert down.returncode == 0, describe(down, "curl ftps:// download")
+    assert_same_file(out, src, "implicit FTPS download")
+    # Plain text on the implicit port gets no FTP greeting.
+    s = socket.create_connection((HOST, port), timeout=10)
+    s.sendall(b"USER ftp\r\n")
+    s.settimeout(10)
+    try:
+        data = s.recv(100)
+    except OSError:
+        data = b""
+    assert not data.startswith(b"220"), data
+
+
+def test_tls_policies_534_and_521(server_factory, certs, tmp_path):
+    cert, key = certs
+    config = tmp_path / "policy.toml"
+    config.write_text("tls_required_control_anonymous = true\ntls_required_data_anonymous = true\n")
+    srv = server_factory("--anonymous-write", "--tls-cert", str(cert), "--tls-key", str(key), "--config", str(config))
+    plain = ftplib.FTP(timeout=30)
+    plain.connect(HOST, srv.port)
+    with pytest.raises(ftplib.error_perm, match="534"):
+        plain.sendcmd("USER anonymous")
+    f = ReusingFTP_TLS(context=insecure_context(), timeout=30)
+    f.connect(HOST, srv.port)
+    f.login()
+    f.prot_p()  # PBSZ 0 + PROT P (RFC 4217 wants PBSZ before PROT)
+    f.prot_c()
+    with pytest.raises(ftplib.error_perm, match="521"):
+        f.nlst()
+    with pytest.raises(ftplib.error_perm, match="521"):
+        f.storbinary("STOR x.bin", io.BytesIO(b"x"))
+    assert not (srv.root / "x.bin").exists()
+    f.prot_p()
+    f.storbinary("STOR x.bin", io.BytesIO(b"protected"))
+    assert (srv.root / "x.bin").read_bytes() == b"protected"
+
+
+def test_sighup_reloads_the_certificate(tls_server, certs):
+    import signal
+
+    cert, key = certs
+
+    def served_cert() -> bytes:
+        f = ftplib.FTP_TLS(context=insecure_context(), timeout=30)
+        f.connect(HOST, tls_server.port)
+        f.auth()
+        der = f.sock.getpeercert(binary_form=True)
+        f.close()
+        return der
+
+    before = served_cert()
+    cp = run([str(FERROFTP_BIN), "cert", "--cert", str(cert), "--key", str(key), "renewed.example"])
+    assert cp.returncode == 0, describe(cp, "ferroftp cert")
+    tls_server.proc.send_signal(signal.SIGHUP)
+    import time
+
+    deadline = time.time() + 10
+    while time.time() < deadline and served_cert() == before:
+        time.sleep(0.05)
+    assert served_cert() != before, "the renewed certificate was not loaded"

@@ -46,6 +46,9 @@ pub struct ServeArgs {
     /// FTPS private key, PEM.
     #[arg(long, value_name = "FILE")]
     tls_key: Option<PathBuf>,
+    /// Also listen for implicit FTPS (TLS from the first byte) here, IP:PORT.
+    #[arg(long, value_name = "ADDR")]
+    implicit_tls_listen: Option<String>,
 }
 
 impl ServeArgs {
@@ -57,7 +60,7 @@ impl ServeArgs {
         macro_rules! over {
             ($($field:ident),*) => { $( if self.$field.is_some() { file.$field = self.$field; } )* };
         }
-        over!(listen, root, users, passive_ports, public_address, idle_timeout, tls_cert, tls_key);
+        over!(listen, root, users, passive_ports, public_address, idle_timeout, tls_cert, tls_key, implicit_tls_listen);
         if self.no_anonymous {
             file.anonymous = Some(false);
         } else if self.anonymous {
@@ -88,8 +91,25 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "ferroftp {} listening on {addr} ({anonymous})", ferroftp_server::VERSION);
         let _ = writeln!(out, "try: ftp://{addr}/  or  nc {} {}", addr.ip(), addr.port());
+        if let Some(implicit) = server.implicit_addr() {
+            let _ = writeln!(out, "implicit FTPS listening on {implicit}");
+        }
         let _ = out.flush();
         drop(out);
+        #[cfg(unix)]
+        if let Some(tls) = server.tls() {
+            // SIGHUP reloads the certificate (after a renewal).
+            if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        match tls.reload() {
+                            Ok(()) => tracing::info!("TLS certificate reloaded"),
+                            Err(e) => tracing::error!(error = %e, "TLS certificate reload failed; keeping the old one"),
+                        }
+                    }
+                });
+            }
+        }
         server.run(shutdown_signal()).await;
         Ok(())
     })

@@ -77,6 +77,8 @@ pub mod code {
     pub const BAD_SEQUENCE: u16 = 503;
     /// 504: command not implemented for that parameter.
     pub const NOT_IMPLEMENTED_FOR_PARAMETER: u16 = 504;
+    /// 521: data connection cannot be opened with this PROT setting, RFC 4217.
+    pub const DATA_PROTECTION_REQUIRED: u16 = 521;
     /// 522: network protocol not supported (EPRT/EPSV), RFC 2428.
     pub const NETWORK_PROTOCOL_NOT_SUPPORTED: u16 = 522;
     /// 530: not logged in.

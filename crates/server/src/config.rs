@@ -141,6 +141,16 @@ pub struct FileConfig {
     pub tls_key: Option<PathBuf>,
     /// Data connections must resume the control connection's TLS session.
     pub tls_require_session_reuse: Option<bool>,
+    /// Anonymous users must use TLS on the control connection (534).
+    pub tls_required_control_anonymous: Option<bool>,
+    /// Users must use TLS on the control connection (534).
+    pub tls_required_control_users: Option<bool>,
+    /// Anonymous users' data connections must be TLS, PROT P (521).
+    pub tls_required_data_anonymous: Option<bool>,
+    /// Users' data connections must be TLS, PROT P (521).
+    pub tls_required_data_users: Option<bool>,
+    /// Address of the implicit-FTPS listener (TLS from the first byte; 990 by convention).
+    pub implicit_tls_listen: Option<String>,
 }
 
 /// Validated FTPS settings.
@@ -152,6 +162,32 @@ pub struct TlsConfig {
     pub key: PathBuf,
     /// Data connections must resume the control connection's session.
     pub require_session_reuse: bool,
+    /// Who must use TLS on the control connection.
+    pub required_control: TlsRequired,
+    /// Who must use TLS on data connections.
+    pub required_data: TlsRequired,
+    /// The implicit-FTPS listener, if any.
+    pub implicit_listen: Option<SocketAddr>,
+}
+
+/// Which logins a TLS requirement applies to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TlsRequired {
+    /// Anonymous logins.
+    pub anonymous: bool,
+    /// Virtual users.
+    pub users: bool,
+}
+
+impl TlsRequired {
+    /// Whether it applies to this login.
+    pub fn applies(self, anonymous: bool) -> bool {
+        if anonymous {
+            self.anonymous
+        } else {
+            self.users
+        }
+    }
 }
 
 /// One `[hosts.NAME]` table.
@@ -403,8 +439,26 @@ impl Config {
             mounts,
             hosts,
             tls: match (file.tls_cert, file.tls_key) {
-                (Some(cert), Some(key)) => {
-                    Some(TlsConfig { cert, key, require_session_reuse: file.tls_require_session_reuse.unwrap_or(true) })
+                (Some(cert), Some(key)) => Some(TlsConfig {
+                    cert,
+                    key,
+                    require_session_reuse: file.tls_require_session_reuse.unwrap_or(true),
+                    required_control: TlsRequired {
+                        anonymous: file.tls_required_control_anonymous.unwrap_or(false),
+                        users: file.tls_required_control_users.unwrap_or(false),
+                    },
+                    required_data: TlsRequired {
+                        anonymous: file.tls_required_data_anonymous.unwrap_or(false),
+                        users: file.tls_required_data_users.unwrap_or(false),
+                    },
+                    implicit_listen: file
+                        .implicit_tls_listen
+                        .as_deref()
+                        .map(|a| a.parse().map_err(|_| invalid("implicit_tls_listen", format!("{a:?} is not IP:PORT"))))
+                        .transpose()?,
+                }),
+                (None, None) if file.implicit_tls_listen.is_some() => {
+                    return Err(invalid("implicit_tls_listen", "implicit FTPS needs tls_cert and tls_key"))
                 }
                 (None, None) => None,
                 (Some(_), None) => return Err(invalid("tls_key", "tls_cert is set but tls_key is not")),

@@ -88,7 +88,17 @@ pub(crate) struct Context {
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
+    /// The implicit-FTPS listener, if configured.
+    implicit: Option<TcpListener>,
     ctx: Arc<Context>,
+}
+
+/// Accepts on the implicit-FTPS listener, or never when there is none.
+async fn accept_implicit(l: &Option<TcpListener>) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn open_root(what: &str, path: &std::path::Path) -> Result<Arc<dyn Storage>, ServerError> {
@@ -157,8 +167,13 @@ impl Server {
             None => None,
         };
         let listener = listen(config.listen).map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        let implicit = match config.tls.as_ref().and_then(|t| t.implicit_listen) {
+            Some(addr) => Some(listen(addr).map_err(|source| ServerError::Bind { addr, source })?),
+            None => None,
+        };
         Ok(Server {
             listener,
+            implicit,
             ctx: Arc::new(Context {
                 limits: Limits::new(config.limits.clone()),
                 usage: Default::default(),
@@ -181,6 +196,16 @@ impl Server {
         self.listener.local_addr()
     }
 
+    /// The TLS state, to reload certificates (e.g. on SIGHUP).
+    pub fn tls(&self) -> Option<Arc<crate::tls::Tls>> {
+        self.ctx.tls.clone()
+    }
+
+    /// The implicit-FTPS address, if one is configured.
+    pub fn implicit_addr(&self) -> Option<SocketAddr> {
+        self.implicit.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// Serves until `shutdown` completes; then tells every session to
     /// close (421) and waits briefly for them.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
@@ -189,7 +214,27 @@ impl Server {
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
-                accepted = self.listener.accept() => {
+                accepted = self.listener.accept() => self.admit(accepted, false, &stop_rx, &mut sessions).await,
+                accepted = accept_implicit(&self.implicit) => self.admit(accepted, true, &stop_rx, &mut sessions).await,
+                Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+                () = &mut shutdown => break,
+            }
+        }
+        let _ = stop_tx.send(true);
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, async { while sessions.join_next().await.is_some() {} }).await;
+    }
+
+    /// Lets an accepted connection in (a session) or turns it away (421).
+    async fn admit(
+        &self,
+        accepted: std::io::Result<(tokio::net::TcpStream, SocketAddr)>,
+        implicit_tls: bool,
+        stop_rx: &watch::Receiver<bool>,
+        sessions: &mut JoinSet<()>,
+    ) {
+        {
+            {
+                {
                     let (stream, peer) = match accepted {
                         Ok(a) => a,
                         Err(e) => {
@@ -197,7 +242,7 @@ impl Server {
                             // instead of spinning.
                             tracing::warn!(error = %e, "accept failed");
                             tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
+                            return;
                         }
                     };
                     let ctx = Arc::clone(&self.ctx);
@@ -206,7 +251,7 @@ impl Server {
                             tracing::debug!(%peer, clients = admitted.clients_at_start, "connection");
                             let stop = stop_rx.clone();
                             sessions.spawn(async move {
-                                crate::session::serve(stream, ctx, stop, admitted.clients_at_start).await;
+                                crate::session::serve(stream, ctx, stop, admitted.clients_at_start, implicit_tls).await;
                                 drop(admitted);
                             });
                         }
@@ -216,12 +261,8 @@ impl Server {
                         }
                     }
                 }
-                Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
-                () = &mut shutdown => break,
             }
         }
-        let _ = stop_tx.send(true);
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, async { while sessions.join_next().await.is_some() {} }).await;
     }
 }
 

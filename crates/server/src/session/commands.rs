@@ -188,6 +188,12 @@ impl Session {
             self.reinitialize();
         }
         let anonymous = ANONYMOUS_NAMES.contains(&name.to_ascii_lowercase().as_str());
+        // SECURITY: passwords in clear text. Where policy says so, no
+        // login starts before AUTH TLS.
+        let must_use_tls = self.ctx.config.tls.as_ref().is_some_and(|t| t.required_control.applies(anonymous));
+        if must_use_tls && self.tls.is_none() {
+            return reply(code::POLICY_REFUSES, "Policy requires TLS on the control connection: send AUTH TLS first.");
+        }
         self.login = LoginState::AwaitingPassword(name);
         if anonymous {
             reply(code::NEED_PASSWORD, "Anonymous login ok, send your e-mail address as password.")
@@ -217,6 +223,7 @@ impl Session {
                 (Some(storage), true) => Some((
                     Login {
                         name: "ftp".into(),
+                        anonymous: true,
                         storage: Arc::clone(storage),
                         home: Arc::clone(storage),
                         permissions: anon.permissions,
@@ -306,6 +313,7 @@ impl Session {
             None
         };
         let login = Login {
+            anonymous: false,
             quota,
             permissions: entry.rights(),
             umask: entry.umask_bits().unwrap_or(DEFAULT_UMASK),
@@ -640,6 +648,16 @@ impl Session {
         reply(code::OK, format!("{verb} command successful. Consider using PASV."))
     }
 
+    /// 521 when policy requires TLS data connections and PROT P is not in
+    /// force. Uploads ask before they open any file.
+    pub(super) fn data_tls_refusal(&self) -> Option<Action> {
+        let anonymous = self.logged_in().is_some_and(|l| l.anonymous);
+        let required = self.ctx.config.tls.as_ref().is_some_and(|t| t.required_data.applies(anonymous));
+        (required && !(self.protect_data && self.tls.is_some())).then(|| {
+            reply(code::DATA_PROTECTION_REQUIRED, "Policy requires TLS on data connections: send PBSZ 0 and PROT P.")
+        })
+    }
+
     /// Starts a transfer on the data connection set up by PORT, PASV, EPRT
     /// or EPSV (425 when there is none).
     pub(super) async fn begin_transfer(
@@ -650,6 +668,12 @@ impl Session {
         done_text: String,
         partial: Option<PartialUpload>,
     ) -> Action {
+        if let Some(refusal) = self.data_tls_refusal() {
+            if let Some(p) = partial {
+                p.settle(true).await;
+            }
+            return refusal;
+        }
         match self.data.take() {
             Some(setup) => {
                 Action::Transfer(Box::new(TransferStart { preliminary, job, setup, description, done_text, partial }))
@@ -728,6 +752,9 @@ impl Session {
         if self.data.is_none() {
             return reply(code::CANT_OPEN_DATA, "Use PORT, PASV, EPRT or EPSV first.");
         }
+        if let Some(refusal) = self.data_tls_refusal() {
+            return refusal;
+        }
         let storage = self.storage();
         let existing = storage.metadata(&target).await.ok();
         if existing.as_ref().is_some_and(|f| f.kind == EntryKind::Directory) {
@@ -795,6 +822,9 @@ impl Session {
         }
         if self.data.is_none() {
             return reply(code::CANT_OPEN_DATA, "Use PORT, PASV, EPRT or EPSV first.");
+        }
+        if let Some(refusal) = self.data_tls_refusal() {
+            return refusal;
         }
         let base = hint
             .map(|h| self.cwd.resolve(h))

@@ -67,6 +67,8 @@ enum LoginState {
 struct Login {
     /// The name the user logged in as (`ftp` for anonymous).
     name: String,
+    /// Logged in anonymously.
+    anonymous: bool,
     /// The storage the session works in now (home, or a mount via SMNT).
     storage: Arc<dyn Storage>,
     /// The home storage, to return to with `SMNT ~`.
@@ -214,6 +216,7 @@ pub(crate) async fn serve(
     ctx: Arc<Context>,
     mut shutdown: watch::Receiver<bool>,
     clients_at_start: usize,
+    implicit_tls: bool,
 ) {
     let (peer, local) = match (stream.peer_addr(), stream.local_addr()) {
         (Ok(p), Ok(l)) => (canonical(p), canonical(l)),
@@ -223,8 +226,23 @@ pub(crate) async fn serve(
     // clients send before ABOR) must stay in the stream.
     let _ = stream.set_nodelay(true);
     let _ = socket2::SockRef::from(&stream).set_out_of_band_inline(true);
-    let (reader, writer) = stream.into_split();
-    let (reader, writer) = (ControlReader::Plain(reader), ControlWriter::Plain(writer));
+    let (plain_reader, plain_writer) = stream.into_split();
+    let (mut reader, mut writer) = (ControlReader::Plain(plain_reader), ControlWriter::Plain(plain_writer));
+    // Implicit FTPS: TLS from the first byte, then the greeting; data
+    // connections are protected unless the client says PROT C.
+    let mut conn_tls = None;
+    if implicit_tls {
+        let Some(tls) = ctx.tls.as_ref().map(|t| t.for_connection()) else { return };
+        let handshake = stream::upgrade(reader, writer, Arc::clone(&tls.control));
+        match tokio::time::timeout(ctx.config.login_timeout, handshake).await {
+            Ok(Ok((r, w))) => (reader, writer) = (r, w),
+            _ => {
+                tracing::info!(%peer, "implicit TLS handshake failed");
+                return;
+            }
+        }
+        conn_tls = Some(tls);
+    }
     let idle_timeout = ctx.config.idle_timeout;
     let mut session = Session {
         ctx,
@@ -247,9 +265,9 @@ pub(crate) async fn serve(
         host: None,
         mlst_facts: MLSX_FACTS.to_vec(),
         hash: HashAlgorithm::Sha256,
-        tls: None,
-        pbsz: false,
-        protect_data: false,
+        protect_data: conn_tls.is_some(),
+        pbsz: conn_tls.is_some(),
+        tls: conn_tls,
     };
     session.login_deadline = Some(Instant::now() + session.ctx.config.login_timeout);
     if let Err(e) = session.run(reader, &mut shutdown).await {
