@@ -33,12 +33,18 @@ pub struct ProbeArgs {
     /// Also upload and delete a small file in each mode.
     #[arg(long)]
     write: bool,
+    /// With ftps:// or ftpes://, accept any server certificate (self-signed).
+    #[arg(short = 'k', long)]
+    insecure: bool,
 }
 
 /// Exit codes: 0 some mode works; 1 none does; 2 no mode could be tried.
 pub fn run(args: ProbeArgs) -> ExitCode {
     let url = match FtpUrl::parse(&args.url) {
-        Ok(u) => u,
+        Ok(mut u) => {
+            u.insecure = args.insecure;
+            u
+        }
         Err(e) => {
             eprintln!("ferroftp: {e}");
             return ExitCode::from(2);

@@ -27,6 +27,9 @@ pub struct Connection {
     /// Seconds allowed for each step.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     timeout: u64,
+    /// With ftps:// or ftpes://, accept any server certificate (self-signed).
+    #[arg(short = 'k', long)]
+    insecure: bool,
 }
 
 impl Connection {
@@ -114,11 +117,9 @@ fn block_on<F: std::future::Future<Output = Result<(), Failure>>>(f: F) -> ExitC
     }
 }
 
-fn parse(url: &str) -> Result<FtpUrl, Failure> {
-    let url = FtpUrl::parse(url).map_err(|e| Failure { code: 2, message: e.to_string() })?;
-    if url.tls {
-        return Err(Failure { code: 2, message: "ftps:// is not supported yet by ls/get/put".into() });
-    }
+fn parse(url: &str, connection: &Connection) -> Result<FtpUrl, Failure> {
+    let mut url = FtpUrl::parse(url).map_err(|e| Failure { code: 2, message: e.to_string() })?;
+    url.insecure = connection.insecure;
     Ok(url)
 }
 
@@ -142,7 +143,7 @@ fn progress_bar(total: Option<u64>, start: u64) -> ProgressBar {
 /// Runs `ferroftp ls`.
 pub fn ls(args: LsArgs) -> ExitCode {
     block_on(async move {
-        let url = parse(&args.url)?;
+        let url = parse(&args.url, &args.connection)?;
         let mut client =
             Client::open(&url, args.connection.mode(), Duration::from_secs(args.connection.timeout)).await?;
         let listing = client.list(&url.path, args.names).await?;
@@ -159,7 +160,7 @@ pub fn ls(args: LsArgs) -> ExitCode {
 /// Runs `ferroftp get`.
 pub fn get(args: GetArgs) -> ExitCode {
     block_on(async move {
-        let url = parse(&args.url)?;
+        let url = parse(&args.url, &args.connection)?;
         let name = url
             .path
             .rsplit('/')
@@ -211,7 +212,7 @@ pub fn get(args: GetArgs) -> ExitCode {
 /// Runs `ferroftp put`.
 pub fn put(args: PutArgs) -> ExitCode {
     block_on(async move {
-        let url = parse(&args.url)?;
+        let url = parse(&args.url, &args.connection)?;
         let file_name = args
             .file
             .file_name()

@@ -10,6 +10,7 @@ use tokio::net::TcpStream;
 
 use crate::control::{ClientError, Control};
 use crate::data::{self, DataMode, Offer, SetupError};
+use crate::tls::ClientStream;
 use crate::url::FtpUrl;
 
 /// What went wrong, for the caller's exit code.
@@ -43,6 +44,9 @@ pub enum TransferError {
     /// Host name resolution failed.
     #[error("cannot resolve {0}")]
     Resolve(String),
+    /// TLS could not be set up.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// Reading or writing the local file failed.
     #[error("{what}: {source}")]
     Local {
@@ -135,18 +139,37 @@ impl Client {
     /// A [`TransferError`] for connection, login or TYPE failures.
     pub async fn open(url: &FtpUrl, mode: DataMode, timeout: Duration) -> Result<Client, TransferError> {
         let addr = resolve(&url.authority()).await?;
-        let (mut control, greeting, _) = Control::connect(addr, timeout).await?;
+        let tls = url.tls_client().map_err(TransferError::Tls)?;
+        let implicit = if url.tls { tls.clone() } else { None };
+        let (mut control, greeting, _) = Control::connect_with(addr, timeout, implicit).await?;
         if greeting.code != 220 {
             return Err(ClientError::Refused { command: "connect".into(), reply: greeting }.into());
         }
+        if let (true, Some(tls)) = (url.explicit_tls, tls) {
+            control.auth_tls(tls).await?;
+        }
         control.login(&url.user, &url.password).await?;
+        if control.tls.is_some() {
+            control.expect_ok("PBSZ 0").await?;
+            control.expect_ok("PROT P").await?;
+        }
         control.expect_ok("TYPE I").await?;
         Ok(Client { control, mode, active_address: None })
     }
 
     /// Sets up a data connection, sends `command`, and opens the
     /// connection. Returns the stream and the preliminary reply.
-    async fn start(&mut self, command: &str) -> Result<(TcpStream, Reply), TransferError> {
+    /// TLS on a data connection when the control connection has it
+    /// (PROT P), with the control connection's configuration so the
+    /// session is resumed.
+    async fn secure(&self, tcp: TcpStream) -> Result<ClientStream, TransferError> {
+        match &self.control.tls {
+            Some(tls) => tls.connect(tcp).await.map_err(|e| TransferError::Tls(format!("data connection: {e}"))),
+            None => Ok(ClientStream::Tcp(tcp)),
+        }
+    }
+
+    async fn start(&mut self, command: &str) -> Result<(ClientStream, Reply), TransferError> {
         let timeout = self.control.timeout;
         match data::set_up(&mut self.control, self.mode, self.active_address).await? {
             Offer::Passive { announced, .. } => {
@@ -159,7 +182,7 @@ impl Client {
                 if !(100..200).contains(&reply.code) {
                     return Err(ClientError::Refused { command: command.to_string(), reply }.into());
                 }
-                Ok((stream, reply))
+                Ok((self.secure(stream).await?, reply))
             }
             Offer::Active { listener, announced, .. } => {
                 let reply = self.control.command(command).await?;
@@ -168,7 +191,7 @@ impl Client {
                 }
                 let (stream, _) =
                     data::accept(&listener, timeout).await.ok_or(TransferError::NoConnectBack(announced))?;
-                Ok((stream, reply))
+                Ok((self.secure(stream).await?, reply))
             }
         }
     }

@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 
 use ferroftp_proto::Reply;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
+
+use crate::tls::{ClientStream, TlsClient};
 
 /// Longest reply line accepted from a server.
 const MAX_REPLY_LINE: usize = 64 * 1024;
@@ -68,8 +70,11 @@ pub struct TranscriptLine {
 /// A connected control channel.
 #[derive(Debug)]
 pub struct Control {
-    reader: BufReader<OwnedReadHalf>,
-    writer: OwnedWriteHalf,
+    reader: BufReader<ReadHalf<ClientStream>>,
+    writer: WriteHalf<ClientStream>,
+    /// TLS, once the control connection is protected: data connections
+    /// use the same configuration, so they resume its session.
+    pub tls: Option<TlsClient>,
     /// Time allowed for each step.
     pub timeout: Duration,
     /// Everything sent and received.
@@ -99,16 +104,73 @@ impl Control {
     /// # Errors
     /// [`ClientError::Io`] or [`ClientError::Timeout`].
     pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<(Control, Reply, Duration), ClientError> {
+        Control::connect_with(addr, timeout, None).await
+    }
+
+    /// As [`Control::connect`]; with `implicit_tls`, TLS starts before the
+    /// greeting (implicit FTPS, ftps://).
+    ///
+    /// # Errors
+    /// As [`Control::connect`], and the TLS handshake's error.
+    pub async fn connect_with(
+        addr: SocketAddr,
+        timeout: Duration,
+        implicit_tls: Option<TlsClient>,
+    ) -> Result<(Control, Reply, Duration), ClientError> {
         let started = Instant::now();
         let stream = within(timeout, &format!("connecting to {addr}"), TcpStream::connect(addr)).await?;
         let connect_time = started.elapsed();
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().map_err(|source| ClientError::Io { what: "local address".into(), source })?;
-        let (read, writer) = stream.into_split();
-        let mut control =
-            Control { reader: BufReader::new(read), writer, timeout, transcript: Vec::new(), local, peer: addr };
+        let stream = match &implicit_tls {
+            Some(tls) => within(timeout, "TLS handshake", tls.connect(stream)).await?,
+            None => ClientStream::Tcp(stream),
+        };
+        let (read, writer) = tokio::io::split(stream);
+        let mut control = Control {
+            reader: BufReader::new(read),
+            writer,
+            tls: implicit_tls,
+            timeout,
+            transcript: Vec::new(),
+            local,
+            peer: addr,
+        };
         let greeting = control.read_reply().await?;
         Ok((control, greeting, connect_time))
+    }
+
+    /// AUTH TLS, then the handshake on the control connection (explicit
+    /// FTPS).
+    ///
+    /// # Errors
+    /// [`ClientError::Refused`] if the server does not answer 234, or the
+    /// handshake's error.
+    pub async fn auth_tls(&mut self, tls: TlsClient) -> Result<(), ClientError> {
+        let reply = self.command("AUTH TLS").await?;
+        if reply.code != 234 {
+            return Err(ClientError::Refused { command: "AUTH TLS".into(), reply });
+        }
+        if !self.reader.buffer().is_empty() {
+            return Err(ClientError::Protocol("the server sent more after 234".into()));
+        }
+        // Put the halves back together, run the handshake, split again.
+        let placeholder = || {
+            let (r, w) = tokio::io::split(ClientStream::Closed);
+            (BufReader::new(r), w)
+        };
+        let (empty_reader, empty_writer) = placeholder();
+        let reader = std::mem::replace(&mut self.reader, empty_reader).into_inner();
+        let writer = std::mem::replace(&mut self.writer, empty_writer);
+        let ClientStream::Tcp(tcp) = reader.unsplit(writer) else {
+            return Err(ClientError::Protocol("the control connection is already TLS".into()));
+        };
+        let stream = within(self.timeout, "TLS handshake", tls.connect(tcp)).await?;
+        let (r, w) = tokio::io::split(stream);
+        self.reader = BufReader::new(r);
+        self.writer = w;
+        self.tls = Some(tls);
+        Ok(())
     }
 
     /// Sends one command line.

@@ -19,3 +19,4 @@ pub use control::{ClientError, Control};
 pub use data::DataMode;
 pub use url::FtpUrl;
 pub mod probe;
+pub mod tls;

@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use crate::client::resolve;
 use crate::control::{reply_text, ClientError, Control, Direction};
 use crate::data::{self, ConnectFailure, DataMode, Offer, SetupError};
+use crate::tls::ClientStream;
 use crate::url::FtpUrl;
 
 /// At most this much of a file is retrieved per mode.
@@ -60,6 +61,8 @@ pub enum Cause {
     TransferFailed,
     /// The server said something that is not FTP.
     Protocol,
+    /// TLS could not be set up (certificate, AUTH TLS refused, handshake).
+    TlsFailed,
 }
 
 /// A failure explained.
@@ -153,7 +156,29 @@ fn mentions_tls(text: &str) -> bool {
 }
 
 fn display_target(url: &FtpUrl) -> String {
-    format!("{}://{}@{}{}", if url.tls { "ftps" } else { "ftp" }, url.user, url.authority(), url.path)
+    let scheme = match (url.tls, url.explicit_tls) {
+        (true, _) => "ftps",
+        (false, true) => "ftpes",
+        _ => "ftp",
+    };
+    format!("{scheme}://{}@{}{}", url.user, url.authority(), url.path)
+}
+
+fn is_refused(e: &ClientError) -> bool {
+    matches!(e, ClientError::Io { source, .. } if source.kind() == std::io::ErrorKind::ConnectionRefused)
+}
+
+/// A failed TLS set-up, explained.
+fn tls_failure(e: &ClientError) -> Diagnosis {
+    let text = e.to_string();
+    let fix = if text.contains("certificate") || text.contains("Issuer") {
+        "the server's certificate is not trusted here (self-signed?): pass --insecure to test anyway, or install a certificate from a CA"
+    } else if matches!(e, ClientError::Refused { .. }) {
+        "the server does not offer AUTH TLS: configure a certificate, or use ftp://"
+    } else {
+        "check that the port speaks TLS (ftps:// is implicit TLS, usually port 990; ftpes:// is AUTH TLS on the FTP port)"
+    };
+    diag(Cause::TlsFailed, format!("TLS failed: {text}"), fix)
 }
 
 /// Connects and logs in; on failure, the diagnosis.
@@ -162,8 +187,13 @@ async fn session(
     url: &FtpUrl,
     timeout: Duration,
 ) -> Result<(Control, String, String), (Diagnosis, Vec<String>)> {
-    let (mut control, greeting, _) = match Control::connect(addr, timeout).await {
+    let tls = url.tls_client().map_err(|e| (diag(Cause::TlsFailed, e, "check the host name"), Vec::new()))?;
+    let implicit = if url.tls { tls.clone() } else { None };
+    let (mut control, greeting, _) = match Control::connect_with(addr, timeout, implicit).await {
         Ok(c) => c,
+        Err(e) if url.tls && !matches!(&e, ClientError::Timeout(_)) && !is_refused(&e) => {
+            return Err((tls_failure(&e), Vec::new()));
+        }
         Err(e) => {
             let (what, fix) = match &e {
                 ClientError::Timeout(_) => (
@@ -194,8 +224,31 @@ async fn session(
             t,
         ));
     }
+    if let (true, Some(tls)) = (url.explicit_tls, tls) {
+        if let Err(e) = control.auth_tls(tls).await {
+            let t = transcript(&control);
+            return Err((tls_failure(&e), t));
+        }
+    }
     match control.login(&url.user, &url.password).await {
-        Ok(reply) => Ok((control, greeting_text, reply_text(&reply))),
+        Ok(reply) => {
+            if control.tls.is_some() {
+                for cmd in ["PBSZ 0", "PROT P"] {
+                    if let Err(e) = control.expect_ok(cmd).await {
+                        let t = transcript(&control);
+                        return Err((
+                            diag(
+                                Cause::TlsFailed,
+                                format!("{cmd}: {e}"),
+                                "the server does not protect data connections",
+                            ),
+                            t,
+                        ));
+                    }
+                }
+            }
+            Ok((control, greeting_text, reply_text(&reply)))
+        }
         Err(ClientError::Refused { reply, .. }) => {
             let text = reply_text(&reply);
             let t = transcript(&control);
@@ -237,14 +290,6 @@ pub async fn probe(url: &FtpUrl, options: &ProbeOptions) -> ProbeReport {
         modes: Vec::new(),
         transcript: Vec::new(),
     };
-    if url.tls {
-        report.fatal = Some(diag(
-            Cause::TlsRequired,
-            "ftps:// is not supported by this version of probe",
-            "probe the server with ftp:// (FTPS support comes with the server's FTPS work)",
-        ));
-        return report;
-    }
     let addr = match resolve(&url.authority()).await {
         Ok(a) => a,
         Err(e) => {
@@ -319,7 +364,7 @@ fn arithmetic(mode: DataMode, reply: &str, announced: SocketAddr, peer: IpAddr) 
 /// One transfer in `mode`: set up, send `command`, open the data
 /// connection. The report gets the set-up details on the first call.
 struct Opened {
-    stream: TcpStream,
+    stream: ClientStream,
     open_time: Duration,
 }
 
@@ -379,6 +424,7 @@ async fn open_transfer(
                     "check the path and the user's permissions",
                 ));
             }
+            let stream = secure(control, stream).await?;
             Ok(Opened { stream, open_time })
         }
         Offer::Active { reply, listener, announced } => {
@@ -416,6 +462,7 @@ async fn open_transfer(
                     if from.port() == 20 { " (port 20, as RFC 959 says)" } else { " (not port 20)" }
                 ));
             }
+            let stream = secure(control, stream).await?;
             Ok(Opened { stream, open_time })
         }
     }
@@ -521,7 +568,21 @@ fn regular_files(listing: &[u8]) -> Vec<(String, u64)> {
     files
 }
 
-async fn read_capped(stream: &mut TcpStream, cap: u64) -> std::io::Result<(u64, bool)> {
+/// TLS on a data connection when the control connection has it.
+async fn secure(control: &Control, tcp: TcpStream) -> Result<ClientStream, Diagnosis> {
+    match &control.tls {
+        Some(tls) => tls.connect(tcp).await.map_err(|e| {
+            diag(
+                Cause::TlsFailed,
+                format!("TLS on the data connection failed: {e}"),
+                "servers that require TLS session reuse refuse clients that do not resume the control connection's session",
+            )
+        }),
+        None => Ok(ClientStream::Tcp(tcp)),
+    }
+}
+
+async fn read_capped(stream: &mut ClientStream, cap: u64) -> std::io::Result<(u64, bool)> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0u64;
     loop {

@@ -9,7 +9,7 @@ pub enum UrlError {
     #[error("not a URL: {0}")]
     Parse(#[from] url::ParseError),
     /// A scheme other than ftp:// or ftps://.
-    #[error("unsupported scheme {0:?}: use ftp:// (or ftps://)")]
+    #[error("unsupported scheme {0:?}: use ftp://, ftps:// (implicit TLS) or ftpes:// (explicit TLS)")]
     Scheme(String),
     /// No host.
     #[error("the URL has no host")]
@@ -24,6 +24,10 @@ pub enum UrlError {
 pub struct FtpUrl {
     /// True for ftps:// (implicit TLS).
     pub tls: bool,
+    /// True for ftpes:// (explicit TLS: AUTH TLS on port 21).
+    pub explicit_tls: bool,
+    /// Accept any server certificate (set from `--insecure`, not the URL).
+    pub insecure: bool,
     /// Host name or address (IPv6 without brackets).
     pub host: String,
     /// Port (21, or 990 for ftps://, unless given).
@@ -40,6 +44,7 @@ impl fmt::Debug for FtpUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FtpUrl")
             .field("tls", &self.tls)
+            .field("explicit_tls", &self.explicit_tls)
             .field("host", &self.host)
             .field("port", &self.port)
             .field("user", &self.user)
@@ -75,9 +80,10 @@ impl FtpUrl {
     /// A [`UrlError`] saying what is wrong.
     pub fn parse(text: &str) -> Result<FtpUrl, UrlError> {
         let url = url::Url::parse(text)?;
-        let tls = match url.scheme() {
-            "ftp" => false,
-            "ftps" => true,
+        let (tls, explicit_tls) = match url.scheme() {
+            "ftp" => (false, false),
+            "ftps" => (true, false),
+            "ftpes" => (false, true),
             other => return Err(UrlError::Scheme(other.to_string())),
         };
         let host = match url.host() {
@@ -94,7 +100,7 @@ impl FtpUrl {
         };
         let path = decode(url.path())?;
         let path = if path.is_empty() { "/".to_string() } else { path };
-        Ok(FtpUrl { tls, host, port, user, password, path })
+        Ok(FtpUrl { tls, explicit_tls, insecure: false, host, port, user, password, path })
     }
 
     /// `host:port` for connecting (IPv6 hosts bracketed).
@@ -103,6 +109,18 @@ impl FtpUrl {
             format!("[{}]:{}", self.host, self.port)
         } else {
             format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// The TLS settings the URL asks for, if any.
+    ///
+    /// # Errors
+    /// A message when the host is no valid TLS server name.
+    pub fn tls_client(&self) -> Result<Option<crate::tls::TlsClient>, String> {
+        if self.tls || self.explicit_tls {
+            crate::tls::TlsClient::new(&self.host, self.insecure).map(Some)
+        } else {
+            Ok(None)
         }
     }
 
@@ -127,6 +145,8 @@ mod tests {
         assert_eq!((m.authority().as_str(), m.user.as_str(), m.path.as_str()), ("[::1]:21", "anonymous", "/"));
         assert!(m.is_directory());
         assert_eq!(FtpUrl::parse("ftps://h").unwrap().port, 990);
+        let e = FtpUrl::parse("ftpes://h").unwrap();
+        assert!(e.explicit_tls && !e.tls && e.port == 21);
         assert!(matches!(FtpUrl::parse("http://h/"), Err(UrlError::Scheme(_))));
         assert!(FtpUrl::parse("nonsense").is_err());
     }
