@@ -52,7 +52,10 @@ class ReusingFTP_TLS(ftplib.FTP_TLS):
     def ntransfercmd(self, cmd, rest=None):
         conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
         if self._prot_p:
-            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=self.sock.session)
+            # After CCC the control socket has no TLS session left; use the
+            # one saved before it.
+            session = getattr(self, "saved_session", None) or self.sock.session
+            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=session)
         return conn, size
 
 
@@ -115,7 +118,7 @@ def test_rfc_4217_reply_codes(tls_server, server_factory):
     with pytest.raises(ftplib.error_perm, match="503"):
         f.sendcmd("PROT P")
     assert f.sendcmd("PBSZ 0").startswith("200")
-    for cmd, code in [("PROT S", "536"), ("PROT X", "504"), ("CCC", "534")]:
+    for cmd, code in [("PROT S", "536"), ("PROT X", "504")]:
         with pytest.raises(ftplib.error_perm, match=code):
             f.sendcmd(cmd)
     assert f.sendcmd("PROT C").startswith("200")
@@ -274,3 +277,57 @@ def test_sighup_reloads_the_certificate(tls_server, certs):
     while time.time() < deadline and served_cert() == before:
         time.sleep(0.05)
     assert served_cert() != before, "the renewed certificate was not loaded"
+
+
+def test_ccc_clears_the_control_connection(tls_server):
+    """CCC (RFC 4217 12.3): the control connection goes on in plain text, so
+    a NAT or firewall can read PORT/PASV again; data stays protected."""
+    (tls_server.root / "f.txt").write_bytes(b"after ccc")
+    f = ReusingFTP_TLS(context=insecure_context(), timeout=30)
+    f.connect(HOST, tls_server.port)
+    f.login()
+    f.prot_p()
+    assert " CCC" in f.sendcmd("FEAT")
+    f.saved_session = f.sock.session
+    assert f.ccc().startswith("200")
+    # ftplib's ccc() keeps reading replies through the old TLS file object.
+    f.file = f.sock.makefile("r", encoding=f.encoding)
+    assert f.sendcmd("NOOP").startswith("200")
+    stat = f.sendcmd("STAT")
+    assert "Control connection is plain text" in stat and "Data connections will be encrypted" in stat, stat
+    got = io.BytesIO()
+    f.retrbinary("RETR f.txt", got.write)
+    assert got.getvalue() == b"after ccc"
+    with pytest.raises(ftplib.error_perm, match="503"):
+        f.sendcmd("AUTH TLS")
+    f.quit()
+
+
+def test_curl_ccc(tls_server, tmp_path):
+    (tls_server.root / "c.txt").write_bytes(b"curl after ccc")
+    out = tmp_path / "c.txt"
+    # curl's default CCC mode does not answer our close_notify and then
+    # stops resuming the TLS session, which this server requires; its
+    # active mode closes TLS both ways and keeps the session.
+    cp = run(
+        [
+            "curl", "-sS", "--ssl-reqd", "-k", "--ftp-ssl-ccc", "--ftp-ssl-ccc-mode", "active",
+            "-o", str(out), f"ftp://{HOST}:{tls_server.port}/c.txt",
+        ]
+    )
+    assert cp.returncode == 0, describe(cp, "curl --ftp-ssl-ccc")
+    assert out.read_bytes() == b"curl after ccc"
+
+
+def test_ccc_can_be_refused_by_policy(server_factory, certs, tmp_path):
+    cert, key = certs
+    config = tmp_path / "noccc.toml"
+    config.write_text("tls_allow_ccc = false\n")
+    srv = server_factory("--tls-cert", str(cert), "--tls-key", str(key), "--config", str(config))
+    f = ftplib.FTP_TLS(context=insecure_context(), timeout=30)
+    f.connect(HOST, srv.port)
+    assert " CCC" not in f.sendcmd("FEAT")
+    f.auth()
+    with pytest.raises(ftplib.error_perm, match="534"):
+        f.sendcmd("CCC")
+    assert f.sendcmd("NOOP").startswith("200")

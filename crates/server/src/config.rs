@@ -151,6 +151,8 @@ pub struct FileConfig {
     pub tls_required_data_users: Option<bool>,
     /// Address of the implicit-FTPS listener (TLS from the first byte; 990 by convention).
     pub implicit_tls_listen: Option<String>,
+    /// Whether CCC may end TLS on the control connection.
+    pub tls_allow_ccc: Option<bool>,
 }
 
 /// Validated FTPS settings.
@@ -168,6 +170,8 @@ pub struct TlsConfig {
     pub required_data: TlsRequired,
     /// The implicit-FTPS listener, if any.
     pub implicit_listen: Option<SocketAddr>,
+    /// CCC may end TLS on the control connection.
+    pub allow_ccc: bool,
 }
 
 /// Which logins a TLS requirement applies to.
@@ -456,6 +460,7 @@ impl Config {
                         .as_deref()
                         .map(|a| a.parse().map_err(|_| invalid("implicit_tls_listen", format!("{a:?} is not IP:PORT"))))
                         .transpose()?,
+                    allow_ccc: file.tls_allow_ccc.unwrap_or(true),
                 }),
                 (None, None) if file.implicit_tls_listen.is_some() => {
                     return Err(invalid("implicit_tls_listen", "implicit FTPS needs tls_cert and tls_key"))

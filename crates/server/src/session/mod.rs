@@ -125,6 +125,8 @@ pub(crate) enum Action {
     Transfer(Box<TransferStart>),
     /// Send this reply (234), then run the TLS handshake.
     StartTls(Reply),
+    /// Send this reply (200), then end TLS on the control connection.
+    ClearControl(Reply),
 }
 
 /// A transfer a handler has prepared.
@@ -198,6 +200,8 @@ pub(crate) struct Session {
     pbsz: bool,
     /// PROT P: data connections are TLS.
     protect_data: bool,
+    /// CCC ended TLS on the control connection (data keep their PROT).
+    control_cleared: bool,
 }
 
 /// What the loop does after a command.
@@ -208,6 +212,8 @@ pub(crate) enum Flow {
     Close,
     /// Run the TLS handshake on the control connection (after AUTH).
     StartTls,
+    /// End TLS on the control connection (after CCC).
+    ClearControl,
 }
 
 /// Serves one control connection until QUIT, EOF, timeout or shutdown.
@@ -268,6 +274,7 @@ pub(crate) async fn serve(
         protect_data: conn_tls.is_some(),
         pbsz: conn_tls.is_some(),
         tls: conn_tls,
+        control_cleared: false,
     };
     session.login_deadline = Some(Instant::now() + session.ctx.config.login_timeout);
     if let Err(e) = session.run(reader, &mut shutdown).await {
@@ -347,6 +354,20 @@ impl Session {
                     match self.handle_event(event).await? {
                         Flow::Continue => {}
                         Flow::Close => return Ok(()),
+                        Flow::ClearControl => {
+                            let writer = std::mem::replace(&mut self.writer, ControlWriter::Closed);
+                            let tls = std::mem::replace(&mut reader, ControlReader::Closed);
+                            let clearing =
+                                tokio::time::timeout(self.ctx.config.data_timeout, stream::downgrade(tls, writer));
+                            match clearing.await {
+                                Ok(Ok((r, w))) => {
+                                    reader = r;
+                                    self.writer = w;
+                                    self.control_cleared = true;
+                                }
+                                _ => return Ok(()),
+                            }
+                        }
                         Flow::StartTls => {
                             // SECURITY: command injection. Anything that came
                             // after AUTH in the same plain-text packets was
@@ -490,6 +511,10 @@ impl Session {
             Action::StartTls(reply) => {
                 self.send(&reply).await?;
                 return Ok(Flow::StartTls);
+            }
+            Action::ClearControl(reply) => {
+                self.send(&reply).await?;
+                return Ok(Flow::ClearControl);
             }
             Action::Transfer(start) => {
                 self.send(&start.preliminary).await?;

@@ -41,6 +41,9 @@ impl Session {
         if self.ctx.tls.is_some() {
             lines.extend(["AUTH TLS", "PBSZ", "PROT"].map(String::from));
         }
+        if self.ctx.config.tls.as_ref().is_some_and(|t| t.allow_ccc) {
+            lines.push("CCC".into());
+        }
         let mlst: String =
             MLSX_FACTS.iter().map(|f| format!("{f}{};", if self.mlst_facts.contains(f) { "*" } else { "" })).collect();
         lines.push(format!("MLST {mlst}"));
@@ -128,8 +131,12 @@ impl Session {
             format!("TYPE: {}", if self.transfer_type == TransferType::Ascii { "ASCII" } else { "BINARY" }),
             self.bandwidth_line(),
             format!("Session timeout in seconds is {}", self.idle_timeout.as_secs()),
-            if self.tls.is_some() { "Control connection is encrypted" } else { "Control connection is plain text" }
-                .to_string(),
+            if self.tls.is_some() && !self.control_cleared {
+                "Control connection is encrypted"
+            } else {
+                "Control connection is plain text"
+            }
+            .to_string(),
             if self.protect_data && self.tls.is_some() {
                 "Data connections will be encrypted"
             } else {

@@ -89,3 +89,50 @@ pub(crate) async fn upgrade(
     let (r, w) = tokio::io::split(tls);
     Ok((ControlReader::Tls(r), ControlWriter::Tls(w)))
 }
+
+/// CCC: after the 200 reply, end TLS on the control connection and go on
+/// in plain text on the same TCP connection (RFC 4217 12.3).
+///
+/// Clients differ: curl (by default) waits for our close_notify and does
+/// not answer it; ftplib sends its own and waits for ours. So ours goes
+/// first, then we look at what the client sends next without letting TLS
+/// read it: a TLS alert record (its close_notify) is read and dropped,
+/// anything else is already the plain-text command stream.
+///
+/// # Errors
+/// `NotConnected` if the halves are not TLS, or the I/O error.
+pub(crate) async fn downgrade(
+    reader: ControlReader,
+    writer: ControlWriter,
+) -> io::Result<(ControlReader, ControlWriter)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (ControlReader::Tls(r), ControlWriter::Tls(w)) = (reader, writer) else {
+        return Err(closed());
+    };
+    let mut tls = r.unsplit(w);
+    tls.get_mut().1.send_close_notify();
+    tls.flush().await?;
+    let (mut tcp, _) = tls.into_inner();
+    let mut head = [0u8; 5];
+    loop {
+        let n = tcp.peek(&mut head).await?;
+        if n == 0 {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+        }
+        // A TLS record header: content type 20-24 (TLS 1.3 sends its
+        // close_notify as an encrypted record, type 23), version 3.x. Plain
+        // text starts with a command letter.
+        if !(20..=24).contains(&head[0]) || (n >= 2 && head[1] != 3) {
+            break;
+        }
+        if n >= 5 {
+            let len = usize::from(u16::from_be_bytes([head[3], head[4]]));
+            let mut record = vec![0u8; 5 + len.min(1024)];
+            tcp.read_exact(&mut record).await?;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let (r, w) = tcp.into_split();
+    Ok((ControlReader::Plain(r), ControlWriter::Plain(w)))
+}

@@ -19,6 +19,7 @@ impl Session {
             return reply(code::NOT_IMPLEMENTED, "TLS is not configured on this server (tls_cert, tls_key).");
         };
         if self.tls.is_some() {
+            // After CCC too: one TLS negotiation per connection.
             return reply(code::BAD_SEQUENCE, "Already using TLS.");
         }
         if !matches!(mechanism, "TLS" | "TLS-C" | "SSL" | "TLS-P") {
@@ -67,12 +68,19 @@ impl Session {
         }
     }
 
-    /// CCC: refused; the control connection stays encrypted.
+    /// CCC: end TLS on the control connection, so firewalls and NAT can
+    /// read PORT and PASV again; data connections keep their protection.
     pub(super) fn ccc(&mut self) -> Action {
-        if self.tls.is_none() {
+        if self.tls.is_none() || self.control_cleared {
             return reply(code::CONTROL_NOT_PROTECTED, "The control connection is not protected.");
         }
-        reply(code::POLICY_REFUSES, "CCC refused: the control connection stays encrypted.")
+        if !self.ctx.config.tls.as_ref().is_some_and(|t| t.allow_ccc) {
+            return reply(
+                code::POLICY_REFUSES,
+                "CCC refused by policy (tls_allow_ccc): the control connection stays encrypted.",
+            );
+        }
+        Action::ClearControl(Reply::new(code::OK, "CCC ok: the control connection continues in plain text."))
     }
 
     /// The TLS a transfer's data connection gets: with PROT P, the
