@@ -148,6 +148,16 @@ LS_LINE_RE = re.compile(
 )
 
 
+def trace_commands(cp: subprocess.CompletedProcess, prefix: str) -> list[str]:
+    """The FTP verbs a client sent, from its debug trace on stderr: lines
+    starting with `prefix` (curl -v: "> ", lftp -d: "---> ")."""
+    return [
+        line[len(prefix):].split(" ", 1)[0].upper()
+        for line in _dec(cp.stderr).splitlines()
+        if line.startswith(prefix)
+    ]
+
+
 def parse_ls_lines(text: str) -> list[dict]:
     entries = []
     for line in text.replace("\r\n", "\n").split("\n"):

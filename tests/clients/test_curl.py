@@ -23,6 +23,7 @@ from conftest import (
     describe,
     require_tool,
     run,
+    trace_commands,
 )
 
 # mode id -> (extra curl args, command that must be sent, commands that must NOT be sent)
@@ -59,11 +60,7 @@ def curl(account, *args, expect_ok=True):
 
 def sent_commands(cp) -> list[str]:
     """FTP commands curl sent, from its -v trace ('> CMD args')."""
-    cmds = []
-    for line in _dec(cp.stderr).splitlines():
-        if line.startswith("> "):
-            cmds.append(line[2:].split(" ", 1)[0].upper())
-    return cmds
+    return trace_commands(cp, "> ")
 
 
 def assert_mode_used(cp, must: str, must_not: tuple[str, ...]) -> None:

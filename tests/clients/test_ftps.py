@@ -20,6 +20,7 @@ from conftest import (
     make_random_file,
     run,
     sha256_bytes,
+    trace_commands,
 )
 
 
@@ -194,7 +195,7 @@ def test_lftp_ssl_force_with_mirror(tls_server, tmp_path, passive):
     )
     cp = run(["lftp", "-d", "-f", str(script)])
     assert cp.returncode == 0, describe(cp, "lftp over TLS")
-    sent = [l[5:].split(" ", 1)[0] for l in cp.stderr.decode(errors="replace").splitlines() if l.startswith("---> ")]
+    sent = trace_commands(cp, "---> ")
     assert "AUTH" in sent and "PROT" in sent and "MLSD" in sent, sent
     for rel in ["子目录 sub/a b.bin", "top.bin"]:
         assert_same_file(tls_server.root / "up" / rel, tree / rel, f"lftp mirror -R {rel}")

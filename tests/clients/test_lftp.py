@@ -15,6 +15,7 @@ from conftest import (
     describe,
     require_tool,
     run,
+    trace_commands,
 )
 
 # mode id -> (lftp settings, command that must be sent, commands that must NOT be sent)
@@ -72,11 +73,7 @@ def lftp(account, settings, commands, workdir):
 
 
 def lftp_sent(cp) -> list[str]:
-    cmds = []
-    for line in _dec(cp.stderr).splitlines():
-        if line.startswith("---> "):
-            cmds.append(line[5:].split(" ", 1)[0].upper())
-    return cmds
+    return trace_commands(cp, "---> ")
 
 
 def section(out: str, name: str) -> str:

@@ -415,7 +415,7 @@ impl Session {
 
     async fn simple_write<F>(&mut self, what: &str, needs: Permission, arg: &str, op: F) -> Action
     where
-        F: FnOnce(Arc<dyn Storage>, VirtualPath) -> futures_lite::BoxedOp,
+        F: FnOnce(Arc<dyn Storage>, VirtualPath) -> BoxedOp,
     {
         if !self.may(needs) {
             return Self::permission_denied();
@@ -922,14 +922,7 @@ impl Session {
 }
 
 /// A boxed storage operation for [`Session::simple_write`].
-mod futures_lite {
-    use std::future::Future;
-    use std::pin::Pin;
-
-    use crate::storage::StorageError;
-
-    pub type BoxedOp = Pin<Box<dyn Future<Output = Result<(), StorageError>> + Send>>;
-}
+type BoxedOp = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StorageError>> + Send>>;
 
 #[cfg(test)]
 mod tests {
