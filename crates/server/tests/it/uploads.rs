@@ -34,6 +34,21 @@ fn wait_for_progress(c: &mut Ctl, len: usize) {
     panic!("the upload never reached {len} bytes");
 }
 
+/// The file's contents once they settle at `expected` (writes reach the
+/// disk from tokio's blocking pool a moment after STAT counts them), or
+/// what it holds after a bounded wait.
+fn settled(path: &std::path::Path, expected: &[u8]) -> Vec<u8> {
+    let mut now = read(path);
+    for _ in 0..500 {
+        if now == expected {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        now = read(path);
+    }
+    now
+}
+
 fn temp_files(server: &TestServer) -> Vec<String> {
     std::fs::read_dir(server.root.path())
         .unwrap()
@@ -100,7 +115,10 @@ fn partial_new_uploads_are_kept_for_resume_by_default() {
     c.send("ABOR");
     assert_eq!(c.reply().0, 426);
     assert_eq!(c.reply().0, 226);
-    assert!(read(&server.path("new.bin")) == body[..80_000], "the partial file is not what arrived");
+    assert!(
+        settled(&server.path("new.bin"), &body[..80_000]) == body[..80_000],
+        "the partial file is not what arrived"
+    );
     // The client resumes where it stopped.
     c.ok("REST 80000", 350);
     c.upload(Mode::Pasv, "STOR new.bin", &body[80_000..]);
@@ -131,7 +149,7 @@ fn partial_uploads_can_be_deleted() {
     c.send("ABOR");
     assert_eq!(c.reply().0, 426);
     assert_eq!(c.reply().0, 226);
-    assert_eq!(read(&server.path("log")), b"kept more");
+    assert_eq!(settled(&server.path("log"), b"kept more"), b"kept more");
 }
 
 #[test]
@@ -168,9 +186,9 @@ fn without_atomic_uploads_stor_writes_in_place() {
     let mut c = server.login();
     let _data = start_upload(&mut c, "f", b"new");
     wait_for_progress(&mut c, 3);
-    assert_eq!(read(&server.path("f")), b"new", "written in place while running");
+    assert_eq!(settled(&server.path("f"), b"new"), b"new", "written in place while running");
     c.send("ABOR");
     assert_eq!(c.reply().0, 426);
     assert_eq!(c.reply().0, 226);
-    assert_eq!(read(&server.path("f")), b"new");
+    assert_eq!(settled(&server.path("f"), b"new"), b"new");
 }
