@@ -104,6 +104,9 @@ pub struct FileConfig {
     pub active_source_port: Option<u16>,
     /// Write STOR uploads under a temporary name, renamed on success.
     pub atomic_uploads: Option<bool>,
+    /// Run local filesystem calls on a thread pool instead of in place
+    /// (for network filesystems that can stall).
+    pub storage_thread_pool: Option<bool>,
     /// What happens to a broken upload: "keep" (for resume) or "delete".
     pub partial_uploads: Option<String>,
     /// Whether PASV and EPSV are offered.
@@ -284,6 +287,8 @@ pub struct Config {
     pub active_source_port: u16,
     /// STOR writes a temporary file and renames it over the target.
     pub atomic_uploads: bool,
+    /// Filesystem calls go to a thread pool rather than running in place.
+    pub storage_thread_pool: bool,
     /// What happens to a broken upload.
     pub partial_uploads: PartialUploads,
     /// PASV and EPSV offered.
@@ -416,6 +421,7 @@ impl Config {
             passive_peer_check: file.passive_peer_check.unwrap_or(true),
             active_source_port: file.active_source_port.unwrap_or(20),
             atomic_uploads: file.atomic_uploads.unwrap_or(true),
+            storage_thread_pool: file.storage_thread_pool.unwrap_or(false),
             partial_uploads: match file.partial_uploads.as_deref() {
                 None | Some("keep") => PartialUploads::Keep,
                 Some("delete") => PartialUploads::Delete,

@@ -72,23 +72,66 @@ pub enum DataSetup {
     },
 }
 
-/// Binds a passive listener on `ip`, in `range` if given.
+/// How many random ports of the system's ephemeral range are tried before
+/// letting the kernel choose one.
+const EPHEMERAL_TRIES: u32 = 64;
+
+/// The kernel's ephemeral port range, where passive ports go when no
+/// `passive_ports` range is configured (as vsftpd and pure-ftpd pick their
+/// own random port rather than asking the kernel).
+fn ephemeral_range() -> RangeInclusive<u16> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            let mut parts = text.split_whitespace().map(|p| p.parse::<u16>().ok());
+            Some(parts.next()??..=parts.next()??)
+        })
+        .filter(|r| !r.is_empty() && *r.start() >= 1024)
+        .unwrap_or(32768..=60999)
+}
+
+/// Binds a listener to exactly `ip:port` with SO_REUSEADDR.
+///
+/// SO_REUSEADDR is what lets a passive port be used again while the last
+/// data connection on it sits in TIME_WAIT (the server closes a download
+/// first, so TIME_WAIT lands on its side). Without it a range of N ports
+/// allows only about N transfers a minute, and `bind(port 0)` walks every
+/// port held in TIME_WAIT: measured at 18,000 such ports, that walk was
+/// most of the server's CPU, 0.5-2.9 ms per small download
+/// (docs/BENCHMARKS.md).
+fn bind_reusable(ip: IpAddr, port: u16) -> std::io::Result<TcpListener> {
+    let socket = if ip.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(SocketAddr::new(ip, port))?;
+    // A data port takes one connection; a little room lets a foreign
+    // connection be dropped without refusing the client's own.
+    socket.listen(8)
+}
+
+/// Binds a passive listener on `ip`, in `range` if given, else on a random
+/// port of the system's ephemeral range.
 ///
 /// # Errors
 /// [`DataError::NoPassivePort`] when every port in the range is taken,
 /// [`DataError::Listen`] for other bind failures.
 pub async fn listen_passive(ip: IpAddr, range: Option<&RangeInclusive<u16>>) -> Result<TcpListener, DataError> {
-    let Some(range) = range else {
-        return TcpListener::bind((ip, 0)).await.map_err(DataError::Listen);
+    let (configured, tries) = match range {
+        Some(r) => (r.clone(), u32::MAX),
+        None => (ephemeral_range(), EPHEMERAL_TRIES),
     };
-    let (lo, hi) = (*range.start(), *range.end());
+    let (lo, hi) = (*configured.start(), *configured.end());
     let span = u32::from(hi - lo) + 1;
     let start = rand::thread_rng().gen_range(0..span);
-    for i in 0..span {
+    for i in 0..span.min(tries) {
         let port = lo + ((start + i) % span) as u16;
-        if let Ok(listener) = TcpListener::bind((ip, port)).await {
-            return Ok(listener);
+        match bind_reusable(ip, port) {
+            Ok(listener) => return Ok(listener),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(e) => return Err(DataError::Listen(e)),
         }
+    }
+    if range.is_none() {
+        return bind_reusable(ip, 0).map_err(DataError::Listen);
     }
     Err(DataError::NoPassivePort(format!("{lo}-{hi}")))
 }

@@ -101,8 +101,8 @@ async fn accept_implicit(l: &Option<TcpListener>) -> std::io::Result<(tokio::net
     }
 }
 
-fn open_root(what: &str, path: &std::path::Path) -> Result<Arc<dyn Storage>, ServerError> {
-    LocalFs::open(path).map(|fs| Arc::new(fs) as Arc<dyn Storage>).map_err(|source| ServerError::Root {
+fn open_root(what: &str, path: &std::path::Path, thread_pool: bool) -> Result<Arc<dyn Storage>, ServerError> {
+    LocalFs::open(path, thread_pool).map(|fs| Arc::new(fs) as Arc<dyn Storage>).map_err(|source| ServerError::Root {
         what: what.to_string(),
         path: path.to_path_buf(),
         source,
@@ -136,16 +136,19 @@ impl Server {
     /// # Errors
     /// A [`ServerError`] naming what could not be set up.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
-        let anonymous_storage =
-            if config.anonymous.enabled { Some(open_root("root", &config.anonymous.root)?) } else { None };
+        let anonymous_storage = if config.anonymous.enabled {
+            Some(open_root("root", &config.anonymous.root, config.storage_thread_pool)?)
+        } else {
+            None
+        };
         let mut mounts = BTreeMap::new();
         for (name, dir) in &config.mounts {
-            mounts.insert(name.clone(), open_root(&format!("mount {name:?}"), dir)?);
+            mounts.insert(name.clone(), open_root(&format!("mount {name:?}"), dir, config.storage_thread_pool)?);
         }
         let mut hosts = BTreeMap::new();
         for (name, host) in &config.hosts {
             let anonymous_storage = match &host.root {
-                Some(root) => Some(open_root(&format!("host {name:?} root"), root)?),
+                Some(root) => Some(open_root(&format!("host {name:?} root"), root, config.storage_thread_pool)?),
                 None => None,
             };
             let users = match &host.users {

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use ferroftp_proto::ascii;
 use ferroftp_proto::code;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::TcpStream;
 
 use crate::data::{DataError, DataSetup};
 use crate::path::VirtualPath;
@@ -184,6 +185,42 @@ impl Throttle {
     }
 }
 
+/// Most bytes one sendfile(2) call is asked for; on a non-blocking socket
+/// it returns as soon as the socket buffer is full anyway.
+const SENDFILE_CHUNK: usize = 1 << 30;
+
+/// Sends a local file from its current position to the end with
+/// sendfile(2): the kernel moves page-cache pages to the socket, and the
+/// bytes never pass through the server. Returns the bytes sent.
+async fn send_file(mut tcp: TcpStream, file: &std::fs::File, progress: &AtomicU64) -> Result<u64, TransferError> {
+    let mut total = 0u64;
+    loop {
+        tcp.writable().await.map_err(TransferError::Network)?;
+        let sent = tcp.try_io(Interest::WRITABLE, || {
+            rustix::fs::sendfile(&tcp, file, None, SENDFILE_CHUNK).map_err(io::Error::from)
+        });
+        match sent {
+            Ok(0) => break,
+            Ok(n) => {
+                total += n as u64;
+                progress.store(total, Ordering::Relaxed);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            // The socket's errors are the client's doing; any other is the file's.
+            Err(e) if is_connection_error(&e) => return Err(TransferError::Network(e)),
+            Err(e) => return Err(TransferError::Storage(e.into())),
+        }
+    }
+    AsyncWriteExt::shutdown(&mut tcp).await.map_err(TransferError::Network)?;
+    Ok(total)
+}
+
+/// Whether an error comes from a broken connection rather than a file.
+fn is_connection_error(e: &io::Error) -> bool {
+    use io::ErrorKind as K;
+    matches!(e.kind(), K::BrokenPipe | K::ConnectionReset | K::ConnectionAborted | K::NotConnected | K::TimedOut)
+}
+
 /// Runs one transfer to completion, at most `rate` bytes per second;
 /// returns the bytes moved on the wire.
 ///
@@ -198,6 +235,10 @@ pub async fn run(
     tls: Option<DataTls>,
 ) -> Result<u64, TransferError> {
     let tcp = setup.open(open_timeout).await?;
+    // A plain binary download of a local file at full speed: zero-copy.
+    if let (Job::Send { source: Reader::File(file), ascii: false }, None, None) = (&job, &tls, rate) {
+        return send_file(tcp, file, &progress).await;
+    }
     let mut data: Box<dyn DataIo> = match tls {
         Some(t) => t.accept(tcp, open_timeout).await?,
         None => Box::new(tcp),

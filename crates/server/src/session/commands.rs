@@ -17,7 +17,7 @@ use crate::data::{listen_passive, DataSetup};
 use crate::path::VirtualPath;
 use crate::permissions::Permission;
 use crate::quota::{Quota, UploadCharge, Usage};
-use crate::storage::{LocalFs, Storage, StorageError, WriteMode};
+use crate::storage::{LocalFs, Reader, Storage, StorageError, WriteMode};
 use crate::transfer::{Commit, Job, PartialUpload, UPLOAD_TEMP_PREFIX};
 use std::sync::Weak;
 
@@ -296,7 +296,7 @@ impl Session {
         };
         let name = name.to_string();
         let entry = tokio::task::spawn_blocking(move || users.verify(&name, &password.0).cloned()).await.ok()??;
-        let storage: Arc<dyn Storage> = match LocalFs::open(&entry.home) {
+        let storage: Arc<dyn Storage> = match LocalFs::open(&entry.home, self.ctx.config.storage_thread_pool) {
             Ok(fs) => Arc::new(fs),
             Err(e) => {
                 tracing::warn!(user = %entry.name, home = %entry.home.display(), error = %e, "home directory unavailable");
@@ -893,7 +893,7 @@ impl Session {
         }
         self.begin_transfer(
             Reply::new(code::OPENING_DATA, "Here comes the directory listing."),
-            Job::Send { source: Box::new(std::io::Cursor::new(bytes)), ascii: false },
+            Job::Send { source: Reader::bytes(bytes), ascii: false },
             if names_only { "NLST".into() } else { "LIST".into() },
             "Directory send OK.".into(),
             None,

@@ -11,6 +11,7 @@ use tokio::io::AsyncReadExt;
 use super::{Action, LoginState, Session};
 use crate::path::VirtualPath;
 use crate::permissions::Permission;
+use crate::storage::Reader;
 use crate::transfer::{Job, UPLOAD_TEMP_PREFIX};
 
 fn reply(code: u16, text: impl Into<String>) -> Action {
@@ -87,7 +88,7 @@ impl Session {
         }
         self.begin_transfer(
             Reply::new(code::OPENING_DATA, "Here comes the directory listing."),
-            Job::Send { source: Box::new(std::io::Cursor::new(bytes)), ascii: false },
+            Job::Send { source: Reader::bytes(bytes), ascii: false },
             "MLSD".into(),
             "Directory send OK.".into(),
             None,

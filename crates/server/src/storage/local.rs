@@ -4,9 +4,15 @@
 //! on the root, which refuses `..` above the root, absolute paths and
 //! symlinks that point out of it (openat2 `RESOLVE_BENEATH` where the
 //! kernel has it, checked component-by-component resolution elsewhere).
-//! Blocking filesystem calls run on tokio's blocking pool.
+//!
+//! Filesystem calls run in place by default: on a local disk a stat, an
+//! open or a page-cache read costs a few microseconds, less than handing
+//! it to tokio's blocking pool and back (two thread switches, which were
+//! half the server's CPU per small download before; docs/BENCHMARKS.md).
+//! With `storage_thread_pool` they run on the blocking pool, for roots on
+//! a network filesystem that can stall.
 
-use std::io::{self, SeekFrom};
+use std::io::{self, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -14,7 +20,6 @@ use async_trait::async_trait;
 use cap_std::fs::{Dir, DirBuilder, Metadata, OpenOptions, Permissions};
 use cap_std::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use ferroftp_proto::listing::{EntryFacts, EntryKind};
-use tokio::io::AsyncSeekExt;
 
 use super::{Reader, Storage, StorageError, WriteMode, Writer};
 use crate::path::VirtualPath;
@@ -24,6 +29,8 @@ use crate::path::VirtualPath;
 pub struct LocalFs {
     /// The root; every path resolves beneath it.
     root: Arc<Dir>,
+    /// Run filesystem calls on the blocking pool instead of in place.
+    thread_pool: bool,
 }
 
 impl LocalFs {
@@ -31,17 +38,21 @@ impl LocalFs {
     ///
     /// # Errors
     /// The I/O error if `root` cannot be opened as a directory.
-    pub fn open(root: &Path) -> io::Result<LocalFs> {
+    pub fn open(root: &Path, thread_pool: bool) -> io::Result<LocalFs> {
         let dir = Dir::open_ambient_dir(root, cap_std::ambient_authority())?;
-        Ok(LocalFs { root: Arc::new(dir) })
+        Ok(LocalFs { root: Arc::new(dir), thread_pool })
     }
 
-    /// Runs a blocking closure against the root on the blocking pool.
+    /// Runs a filesystem closure against the root: in place, or on the
+    /// blocking pool with `thread_pool`.
     async fn blocking<T, F>(&self, f: F) -> Result<T, StorageError>
     where
         T: Send + 'static,
         F: FnOnce(&Dir) -> io::Result<T> + Send + 'static,
     {
+        if !self.thread_pool {
+            return f(&self.root).map_err(StorageError::from);
+        }
         let root = Arc::clone(&self.root);
         match tokio::task::spawn_blocking(move || f(&root)).await {
             Ok(result) => result.map_err(StorageError::from),
@@ -107,18 +118,21 @@ impl Storage for LocalFs {
         let rel = path.relative();
         let file = self
             .blocking(move |root| {
-                let file = root.open(&rel)?;
+                let mut file = root.open(&rel)?.into_std();
                 if file.metadata()?.is_dir() {
                     return Err(io::Error::from(io::ErrorKind::IsADirectory));
                 }
-                Ok(file.into_std())
+                if offset > 0 {
+                    file.seek(SeekFrom::Start(offset))?;
+                }
+                Ok(file)
             })
             .await?;
-        let mut file = tokio::fs::File::from_std(file);
-        if offset > 0 {
-            file.seek(SeekFrom::Start(offset)).await?;
-        }
-        Ok(Box::new(file))
+        Ok(if self.thread_pool {
+            Reader::Stream(Box::new(tokio::fs::File::from_std(file)))
+        } else {
+            Reader::File(file)
+        })
     }
 
     async fn open_write(&self, path: &VirtualPath, mode: WriteMode, umask: u32) -> Result<Writer, StorageError> {
@@ -133,18 +147,19 @@ impl Storage for LocalFs {
                     WriteMode::At(_) => options.create(true),
                     WriteMode::CreateNew => options.create_new(true),
                 };
-                let file = root.open_with(&rel, &options)?;
+                let mut file = root.open_with(&rel, &options)?.into_std();
                 if let WriteMode::At(offset) = mode {
                     file.set_len(offset)?;
+                    file.seek(SeekFrom::Start(offset))?;
                 }
-                Ok(file.into_std())
+                Ok(file)
             })
             .await?;
-        let mut file = tokio::fs::File::from_std(file);
-        if let WriteMode::At(offset) = mode {
-            file.seek(SeekFrom::Start(offset)).await?;
-        }
-        Ok(Box::new(file))
+        Ok(if self.thread_pool {
+            Writer::Stream(Box::new(tokio::fs::File::from_std(file)))
+        } else {
+            Writer::File(file)
+        })
     }
 
     async fn mkdir(&self, path: &VirtualPath, umask: u32) -> Result<(), StorageError> {
@@ -221,7 +236,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(outside.path(), root.path().join("escape")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", root.path().join("passwd")).unwrap();
-        let fs = LocalFs::open(root.path()).unwrap();
+        let fs = LocalFs::open(root.path(), false).unwrap();
         let p = VirtualPath::root().resolve("escape/secret");
         assert!(fs.open_read(&p, 0).await.is_err());
         assert!(fs.open_read(&VirtualPath::root().resolve("passwd"), 0).await.is_err());
@@ -234,7 +249,7 @@ mod tests {
     async fn read_from_offset_and_write_at_offset() {
         let root = tempfile::tempdir().unwrap();
         std::fs::write(root.path().join("f"), b"0123456789").unwrap();
-        let fs = LocalFs::open(root.path()).unwrap();
+        let fs = LocalFs::open(root.path(), false).unwrap();
         let p = VirtualPath::root().resolve("f");
         let mut r = fs.open_read(&p, 4).await.unwrap();
         let mut s = Vec::new();

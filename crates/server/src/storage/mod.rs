@@ -9,20 +9,81 @@
 pub mod local;
 
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use ferroftp_proto::code;
 use ferroftp_proto::listing::EntryFacts;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::path::VirtualPath;
 
 pub use local::LocalFs;
 
 /// A byte stream read from storage.
-pub type Reader = Box<dyn AsyncRead + Send + Unpin>;
+pub enum Reader {
+    /// A local file, read in place; a plain binary download sends it with
+    /// sendfile(2), without copying it through the server.
+    File(std::fs::File),
+    /// Any other stream: a listing, a file read on the blocking pool.
+    Stream(Box<dyn AsyncRead + Send + Unpin>),
+}
+
+impl Reader {
+    /// A reader over bytes already in memory (a listing).
+    pub fn bytes(bytes: Vec<u8>) -> Reader {
+        Reader::Stream(Box::new(io::Cursor::new(bytes)))
+    }
+}
+
 /// A byte stream written to storage.
-pub type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+pub enum Writer {
+    /// A local file, written in place.
+    File(std::fs::File),
+    /// Any other stream: a file written on the blocking pool.
+    Stream(Box<dyn AsyncWrite + Send + Unpin>),
+}
+
+// Local files are read and written in place: a read or write of the page
+// cache takes microseconds, far less than handing it to another thread and
+// back (measured in docs/BENCHMARKS.md). Backends that can stall return
+// `Stream` instead.
+impl AsyncRead for Reader {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Reader::File(file) => {
+                let n = io::Read::read(file, buf.initialize_unfilled())?;
+                buf.advance(n);
+                Poll::Ready(Ok(()))
+            }
+            Reader::Stream(stream) => Pin::new(stream).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Writer {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Writer::File(file) => Poll::Ready(io::Write::write(file, buf)),
+            Writer::Stream(stream) => Pin::new(stream).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Writer::File(_) => Poll::Ready(Ok(())),
+            Writer::Stream(stream) => Pin::new(stream).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Writer::File(_) => Poll::Ready(Ok(())),
+            Writer::Stream(stream) => Pin::new(stream).poll_shutdown(cx),
+        }
+    }
+}
 
 /// How an upload opens its target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

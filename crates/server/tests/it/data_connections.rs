@@ -44,6 +44,23 @@ fn pasv_announces_public_address_and_uses_the_range() {
     assert_eq!(c.reply().0, 226);
 }
 
+/// The server closes a download first, so each data connection leaves its
+/// port in TIME_WAIT on the server's side for a minute. Without
+/// SO_REUSEADDR on the passive listener, a range of two ports would serve
+/// two downloads and then answer 425.
+#[test]
+fn a_two_port_passive_range_serves_download_after_download() {
+    let server = TestServer::start_with(|f| f.passive_ports = Some("31130-31131".into()));
+    let body = random_bytes(10_000, 3);
+    std::fs::write(server.path("f"), &body).unwrap();
+    let mut c = server.login();
+    c.ok("TYPE I", 200);
+    for i in 0..20 {
+        let mode = if i % 2 == 0 { Mode::Pasv } else { Mode::Epsv };
+        assert_eq!(c.fetch(mode, "RETR f"), body, "download {i}");
+    }
+}
+
 #[test]
 fn public_address_may_be_a_host_name() {
     let server = TestServer::start_with(|f| f.public_address = Some("localhost".into()));

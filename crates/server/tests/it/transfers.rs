@@ -8,7 +8,19 @@ use crate::helpers::*;
 
 #[test]
 fn round_trip_every_mode_with_unicode_names() {
-    let server = TestServer::start();
+    round_trip_every_mode(&TestServer::start());
+}
+
+/// The same, with filesystem calls on the blocking pool (and downloads
+/// copied through the server rather than sent with sendfile).
+#[test]
+fn round_trip_with_the_storage_thread_pool() {
+    let server = TestServer::start_with(|f| f.storage_thread_pool = Some(true));
+    round_trip_every_mode(&server);
+    resume_downloads_and_uploads(&server);
+}
+
+fn round_trip_every_mode(server: &TestServer) {
     let mut c = server.login();
     c.ok("TYPE I", 200);
     c.ok("MKD 目录 dir", 257);
@@ -25,7 +37,10 @@ fn round_trip_every_mode_with_unicode_names() {
 
 #[test]
 fn rest_resumes_downloads_and_uploads() {
-    let server = TestServer::start();
+    resume_downloads_and_uploads(&TestServer::start());
+}
+
+fn resume_downloads_and_uploads(server: &TestServer) {
     let body = random_bytes(1_000_000, 7);
     std::fs::write(server.path("big"), &body).unwrap();
     let mut c = server.login();
