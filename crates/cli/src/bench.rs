@@ -99,6 +99,38 @@ pub struct BenchReport {
     pub server_pss_kib: Option<u64>,
     /// For idle: PSS added per idle session, KiB.
     pub pss_kib_per_session: Option<f64>,
+    /// For big transfers: how evenly concurrent transfers were served.
+    pub fairness: Option<Fairness>,
+}
+
+/// How evenly concurrent transfers shared the bandwidth.
+#[derive(Debug, Serialize)]
+pub struct Fairness {
+    /// The slowest transfer, MB/s.
+    pub min_mb_per_sec: f64,
+    /// The median transfer, MB/s.
+    pub median_mb_per_sec: f64,
+    /// The fastest transfer, MB/s.
+    pub max_mb_per_sec: f64,
+    /// Jain's fairness index of the transfers' rates: 1.0 when all are
+    /// equal, 1/n when one transfer takes everything.
+    pub jain_index: f64,
+}
+
+fn fairness(mut rates: Vec<f64>) -> Option<Fairness> {
+    if rates.is_empty() {
+        return None;
+    }
+    rates.sort_by(f64::total_cmp);
+    let n = rates.len() as f64;
+    let sum: f64 = rates.iter().sum();
+    let squares: f64 = rates.iter().map(|r| r * r).sum();
+    Some(Fairness {
+        min_mb_per_sec: rates[0],
+        median_mb_per_sec: rates[rates.len() / 2],
+        max_mb_per_sec: rates[rates.len() - 1],
+        jain_index: if squares > 0.0 { sum * sum / (n * squares) } else { 1.0 },
+    })
 }
 
 /// Latency percentiles.
@@ -182,6 +214,8 @@ struct Tally {
     bytes: AtomicU64,
     first_error: Mutex<Option<String>>,
     latencies: Mutex<Vec<f64>>,
+    /// MB/s of each operation that moved bytes.
+    rates: Mutex<Vec<f64>>,
 }
 
 impl Tally {
@@ -190,8 +224,14 @@ impl Tally {
             Ok(bytes) => {
                 self.ops.fetch_add(1, Ordering::Relaxed);
                 self.bytes.fetch_add(bytes, Ordering::Relaxed);
+                let seconds = started.elapsed().as_secs_f64();
                 if let Ok(mut l) = self.latencies.lock() {
-                    l.push(started.elapsed().as_secs_f64() * 1000.0);
+                    l.push(seconds * 1000.0);
+                }
+                if bytes > 0 {
+                    if let Ok(mut r) = self.rates.lock() {
+                        r.push(bytes as f64 / seconds.max(1e-9) / 1e6);
+                    }
                 }
             }
             Err(e) => {
@@ -296,10 +336,14 @@ pub async fn bench(args: &BenchArgs) -> Result<BenchReport, String> {
     let stop = Arc::new(AtomicBool::new(false));
     let issued = Arc::new(AtomicU64::new(0));
     let limit = args.count.unwrap_or(if big { args.clients as u64 } else { u64::MAX });
+    // Big transfers start together, every session already logged in, so
+    // the per-transfer rates show how the server shares its bandwidth.
+    let start_line = Arc::new(tokio::sync::Barrier::new(if big { args.clients } else { 1 }));
     let started = Instant::now();
     let tasks: Vec<_> = (0..args.clients)
         .map(|id| {
             let (tally, stop, issued) = (Arc::clone(&tally), Arc::clone(&stop), Arc::clone(&issued));
+            let start_line = Arc::clone(&start_line);
             let worker = Worker {
                 scenario: args.scenario,
                 url: url.clone(),
@@ -310,6 +354,17 @@ pub async fn bench(args: &BenchArgs) -> Result<BenchReport, String> {
             };
             tokio::spawn(async move {
                 let mut session = None;
+                if big {
+                    let t = Instant::now();
+                    match open(&worker.url, worker.mode).await {
+                        Ok(c) => session = Some(c),
+                        Err(e) => tally.record(Err(e), t),
+                    }
+                    start_line.wait().await;
+                    if session.is_none() {
+                        return;
+                    }
+                }
                 while !stop.load(Ordering::Relaxed) {
                     let n = issued.fetch_add(1, Ordering::Relaxed);
                     if n >= limit {
@@ -358,6 +413,7 @@ pub async fn bench(args: &BenchArgs) -> Result<BenchReport, String> {
         },
         server_pss_kib: args.pid.map(tree_pss_kib),
         pss_kib_per_session: None,
+        fairness: if big { fairness(std::mem::take(&mut *tally.rates.lock().map_err(|_| "lock")?)) } else { None },
     })
 }
 
@@ -410,6 +466,7 @@ async fn idle(args: &BenchArgs, url: &FtpUrl) -> Result<BenchReport, String> {
             (Some(b), Some(d)) if held > 0 => Some(d.saturating_sub(b) as f64 / held as f64),
             _ => None,
         },
+        fairness: None,
     })
 }
 
@@ -448,6 +505,12 @@ fn render(r: &BenchReport) -> String {
     }
     if let Some(per) = r.pss_kib_per_session {
         out.push_str(&format!("PSS per idle session: {per:.1} KiB\n"));
+    }
+    if let Some(f) = &r.fairness {
+        out.push_str(&format!(
+            "per transfer MB/s: min {:.1}  median {:.1}  max {:.1}  (Jain's fairness index {:.3})\n",
+            f.min_mb_per_sec, f.median_mb_per_sec, f.max_mb_per_sec, f.jain_index
+        ));
     }
     if let Some(e) = &r.first_error {
         out.push_str(&format!("first error: {e}\n"));

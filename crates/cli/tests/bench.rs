@@ -43,6 +43,12 @@ fn every_scenario_runs_and_counts_its_operations() {
         assert!(report["server_cpu_us_per_op"].as_f64().is_some(), "{scenario}: {report}");
         if scenario.starts_with("big") {
             assert_eq!(report["bytes"].as_u64().unwrap(), ops * 3_000_000, "{scenario}: {report}");
+            // One rate per transfer: the slowest is no faster than the fastest.
+            let f = &report["fairness"];
+            let (min, max) = (f["min_mb_per_sec"].as_f64().unwrap(), f["max_mb_per_sec"].as_f64().unwrap());
+            assert!(0.0 < min && min <= max, "{scenario}: {report}");
+            let jain = f["jain_index"].as_f64().unwrap();
+            assert!((0.5..=1.0 + 1e-9).contains(&jain), "two transfers: the index is between 1/2 and 1: {report}");
         }
     }
     // The two big uploads really landed whole (which client took which
