@@ -5,12 +5,19 @@
 //! symlinks that point out of it (openat2 `RESOLVE_BENEATH` where the
 //! kernel has it, checked component-by-component resolution elsewhere).
 //!
-//! Filesystem calls run in place by default: on a local disk a stat, an
-//! open or a page-cache read costs a few microseconds, less than handing
-//! it to tokio's blocking pool and back (two thread switches, which were
-//! half the server's CPU per small download before; docs/BENCHMARKS.md).
-//! With `storage_thread_pool` they run on the blocking pool, for roots on
-//! a network filesystem that can stall.
+//! Calls that only read (stat, open for reading, a directory listing, the
+//! file's bytes) run in place by default: on a local disk they cost a few
+//! microseconds, less than handing them to tokio's blocking pool and back
+//! (two thread switches, which were half the server's CPU per small
+//! download; docs/BENCHMARKS.md). With `storage_thread_pool` they run on
+//! the blocking pool too, for roots on a network filesystem that can stall.
+//!
+//! Calls that change the filesystem always run on the blocking pool: they
+//! can wait for the disk. ext4 writes a file's data out when it is renamed
+//! over another (`auto_da_alloc`), which made the atomic-upload rename
+//! block for milliseconds (seen in perf: `ext4_rename` ->
+//! `filemap_fdatawrite`), and writes can be throttled when dirty pages
+//! pile up. In place, that would stall every session on the thread.
 
 use std::io::{self, Seek, SeekFrom};
 use std::path::Path;
@@ -43,16 +50,27 @@ impl LocalFs {
         Ok(LocalFs { root: Arc::new(dir), thread_pool })
     }
 
-    /// Runs a filesystem closure against the root: in place, or on the
-    /// blocking pool with `thread_pool`.
+    /// Runs a closure that only reads: in place, or on the blocking pool
+    /// with `thread_pool`.
+    async fn reading<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Dir) -> io::Result<T> + Send + 'static,
+    {
+        if self.thread_pool {
+            self.blocking(f).await
+        } else {
+            f(&self.root).map_err(StorageError::from)
+        }
+    }
+
+    /// Runs a closure on the blocking pool (every call that changes the
+    /// filesystem).
     async fn blocking<T, F>(&self, f: F) -> Result<T, StorageError>
     where
         T: Send + 'static,
         F: FnOnce(&Dir) -> io::Result<T> + Send + 'static,
     {
-        if !self.thread_pool {
-            return f(&self.root).map_err(StorageError::from);
-        }
         let root = Arc::clone(&self.root);
         match tokio::task::spawn_blocking(move || f(&root)).await {
             Ok(result) => result.map_err(StorageError::from),
@@ -92,12 +110,12 @@ impl Storage for LocalFs {
     async fn metadata(&self, path: &VirtualPath) -> Result<EntryFacts, StorageError> {
         let rel = path.relative();
         let name = name_of(path);
-        self.blocking(move |root| root.metadata(&rel).map(|m| facts(name, &m))).await
+        self.reading(move |root| root.metadata(&rel).map(|m| facts(name, &m))).await
     }
 
     async fn list(&self, path: &VirtualPath) -> Result<Vec<EntryFacts>, StorageError> {
         let rel = path.relative();
-        self.blocking(move |root| {
+        self.reading(move |root| {
             let dir = root.open_dir(&rel)?;
             let mut entries = Vec::new();
             for entry in dir.entries()? {
@@ -117,7 +135,7 @@ impl Storage for LocalFs {
     async fn open_read(&self, path: &VirtualPath, offset: u64) -> Result<Reader, StorageError> {
         let rel = path.relative();
         let file = self
-            .blocking(move |root| {
+            .reading(move |root| {
                 let mut file = root.open(&rel)?.into_std();
                 if file.metadata()?.is_dir() {
                     return Err(io::Error::from(io::ErrorKind::IsADirectory));
@@ -155,11 +173,7 @@ impl Storage for LocalFs {
                 Ok(file)
             })
             .await?;
-        Ok(if self.thread_pool {
-            Writer::Stream(Box::new(tokio::fs::File::from_std(file)))
-        } else {
-            Writer::File(file)
-        })
+        Ok(Box::new(tokio::fs::File::from_std(file)))
     }
 
     async fn mkdir(&self, path: &VirtualPath, umask: u32) -> Result<(), StorageError> {
@@ -210,7 +224,7 @@ impl Storage for LocalFs {
 
     async fn available(&self, path: &VirtualPath) -> Result<u64, StorageError> {
         let rel = path.relative();
-        self.blocking(move |root| {
+        self.reading(move |root| {
             let dir = root.open_dir(&rel)?;
             let stat = rustix::fs::fstatvfs(&dir).map_err(io::Error::from)?;
             Ok(stat.f_bavail.saturating_mul(stat.f_frsize))

@@ -38,16 +38,11 @@ impl Reader {
 }
 
 /// A byte stream written to storage.
-pub enum Writer {
-    /// A local file, written in place.
-    File(std::fs::File),
-    /// Any other stream: a file written on the blocking pool.
-    Stream(Box<dyn AsyncWrite + Send + Unpin>),
-}
+pub type Writer = Box<dyn AsyncWrite + Send + Unpin>;
 
-// Local files are read and written in place: a read or write of the page
-// cache takes microseconds, far less than handing it to another thread and
-// back (measured in docs/BENCHMARKS.md). Backends that can stall return
+// Local files are read in place: a read of the page cache takes
+// microseconds, far less than handing it to another thread and back
+// (measured in docs/BENCHMARKS.md). Backends that can stall return
 // `Stream` instead.
 impl AsyncRead for Reader {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
@@ -58,29 +53,6 @@ impl AsyncRead for Reader {
                 Poll::Ready(Ok(()))
             }
             Reader::Stream(stream) => Pin::new(stream).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Writer {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Writer::File(file) => Poll::Ready(io::Write::write(file, buf)),
-            Writer::Stream(stream) => Pin::new(stream).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Writer::File(_) => Poll::Ready(Ok(())),
-            Writer::Stream(stream) => Pin::new(stream).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Writer::File(_) => Poll::Ready(Ok(())),
-            Writer::Stream(stream) => Pin::new(stream).poll_shutdown(cx),
         }
     }
 }
