@@ -82,6 +82,8 @@ pub(crate) struct Context {
     pub limits: Arc<Limits>,
     /// Quota usage per user, shared while the user has sessions.
     pub usage: std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<crate::quota::Usage>>>,
+    /// Password checks that may run at once.
+    pub password_checks: tokio::sync::Semaphore,
 }
 
 /// A bound, ready server.
@@ -180,6 +182,13 @@ impl Server {
             ctx: Arc::new(Context {
                 limits: Limits::new(config.limits.clone()),
                 usage: Default::default(),
+                // SECURITY: memory exhaustion. An argon2id check takes
+                // 19 MiB; a thousand logins at once would take 19 GB, and
+                // the allocator keeps what it grew to (seen: 4 MiB per idle
+                // session after 64 logins at once). One check per core.
+                password_checks: tokio::sync::Semaphore::new(
+                    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+                ),
                 config,
                 users,
                 anonymous_storage,

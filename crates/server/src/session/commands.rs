@@ -295,7 +295,9 @@ impl Session {
             None => self.ctx.users.clone()?,
         };
         let name = name.to_string();
+        let permit = self.ctx.password_checks.acquire().await.ok()?;
         let entry = tokio::task::spawn_blocking(move || users.verify(&name, &password.0).cloned()).await.ok()??;
+        drop(permit);
         let storage: Arc<dyn Storage> = match LocalFs::open(&entry.home, self.ctx.config.storage_thread_pool) {
             Ok(fs) => Arc::new(fs),
             Err(e) => {
