@@ -1,0 +1,1199 @@
+#!/usr/bin/env python3
+"""ferroftp side by side with vsftpd, pure-ftpd, ProFTPD, pyftpdlib and unFTP.
+
+    python3 bench/compare.py [--quick] [--only NAME,...] [--ferroftp PATH]
+
+Installs what is missing (cached under bench/.cache/), starts one server
+at a time on 127.0.0.1, runs `ferroftp bench` scenarios against it (plus
+curl and Python ftplib as second opinions, and iperf3 for the loopback
+ceiling), stops it and its children, and writes bench/results/DATE.md,
+DATE.json and DATE.png. Needs root (a system user, /etc/pam.d, apt).
+See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import ftplib
+import json
+import math
+import os
+import pwd
+import re
+import resource
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+CACHE = BENCH / ".cache"
+CONFIGS = BENCH / "configs"
+RESULTS = BENCH / "results"
+VENV = CACHE / "venv"
+# Scratch space for server roots, rendered configs and logs (not the repo:
+# the big files are GiBs).
+RUN = Path("/tmp/ftpbench")
+
+HOST = "127.0.0.1"
+USER = "ftpbench"
+PASSWORD = "ftpbench"
+PAM_SERVICE = "ftpbench-vsftpd"
+MAX_SESSIONS = 4000
+IPERF_PORT = 2409
+UNFTP_VERSION = "0.16.0"
+PIP_PACKAGES = ["pyftpdlib", "matplotlib"]
+
+# Display order: ferroftp first. Ports and passive ranges below 32768
+# (Linux's ephemeral range starts there), none overlapping. 2500 passive
+# ports each: pure-ftpd caps its sessions at half its passive range, and
+# the full run holds 1000 idle sessions.
+SERVERS = {
+    "ferroftp": {"port": 2401, "pasv": (17000, 19499)},
+    "vsftpd": {"port": 2402, "pasv": (19500, 21999)},
+    "pure-ftpd": {"port": 2403, "pasv": (22000, 24499)},
+    "proftpd": {"port": 2404, "pasv": (24500, 26999)},
+    "pyftpdlib": {"port": 2405, "pasv": (27000, 29499)},
+    "unftp": {"port": 2406, "pasv": (29500, 31999), "http_port": 2416},
+}
+SYSTEM_USER_SERVERS = {"vsftpd", "pure-ftpd", "proftpd"}
+# Debian package, binary inside it.
+DEBS = {
+    "vsftpd": ("vsftpd", "usr/sbin/vsftpd"),
+    "pure-ftpd": ("pure-ftpd", "usr/sbin/pure-ftpd"),
+    "proftpd": ("proftpd-core", "usr/sbin/proftpd"),
+}
+# How each server handles a session, for the results.
+MODELS = {
+    "ferroftp": "one process, tokio tasks",
+    "vsftpd": "fork per session (plus a privileged helper process)",
+    "pure-ftpd": "fork per session (privsep)",
+    "proftpd": "fork per session",
+    "pyftpdlib": "one process, one thread, event loop (Python)",
+    "unftp": "one process, tokio tasks",
+}
+
+LIST_ENTRIES = 10_000
+SMALL_SIZE = 4096
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def sh(cmd, **kw) -> subprocess.CompletedProcess:
+    kw.setdefault("check", True)
+    return subprocess.run(cmd, **kw)
+
+
+def out(cmd, **kw) -> str:
+    return subprocess.run(cmd, capture_output=True, text=True, **kw).stdout.strip()
+
+
+# ---------------------------------------------------------------- installs
+
+
+class Apt:
+    """apt-get with one `apt-get update` at most, and only when needed."""
+
+    updated = False
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+
+    @classmethod
+    def update(cls) -> None:
+        if not cls.updated:
+            log("apt-get update")
+            sh(["apt-get", "update", "-q"], stdout=subprocess.DEVNULL, env=cls.env)
+            cls.updated = True
+
+    @staticmethod
+    def installed(pkg: str) -> bool:
+        r = subprocess.run(["dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True, text=True)
+        return r.returncode == 0 and r.stdout.strip().endswith("install ok installed")
+
+    @classmethod
+    def install(cls, pkgs) -> None:
+        missing = [p for p in pkgs if not cls.installed(p)]
+        if not missing:
+            return
+        log(f"apt-get install {' '.join(missing)}")
+        cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]
+        if subprocess.run(cmd, stdout=subprocess.DEVNULL, env=cls.env).returncode != 0:
+            cls.update()
+            sh(cmd, stdout=subprocess.DEVNULL, env=cls.env)
+
+    @classmethod
+    def download(cls, pkg: str, dest: Path) -> Path:
+        found = sorted(dest.glob(f"{pkg}_*.deb"))
+        if found:
+            return found[-1]
+        dest.mkdir(parents=True, exist_ok=True)
+        # A directory _apt may write to, so the download is sandboxed.
+        tmp = Path(tempfile.mkdtemp(prefix="ftpbench-deb-"))
+        os.chmod(tmp, 0o777)
+        try:
+            cmd = ["apt-get", "download", "-q", pkg]
+            if subprocess.run(cmd, cwd=tmp, stdout=subprocess.DEVNULL, env=cls.env).returncode != 0:
+                cls.update()
+                sh(cmd, cwd=tmp, stdout=subprocess.DEVNULL, env=cls.env)
+            deb = next(tmp.glob(f"{pkg}_*.deb"))
+            target = dest / deb.name
+            shutil.move(str(deb), target)
+            return target
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def ensure_deb_server(name: str) -> tuple[Path, str]:
+    """Extracts the server's Debian package into its own folder (they
+    conflict with one another as installed packages) and installs only its
+    library dependencies. The binary and the package version."""
+    pkg, rel = DEBS[name]
+    deb = Apt.download(pkg, CACHE / "debs")
+    root = CACHE / "pkg" / pkg
+    binary = root / rel
+    if not binary.exists():
+        log(f"dpkg -x {deb.name}")
+        if root.exists():
+            shutil.rmtree(root)
+        root.mkdir(parents=True)
+        sh(["dpkg", "-x", str(deb), str(root)])
+    depends = out(["dpkg-deb", "-f", str(deb), "Depends"])
+    libs = set()
+    for alt in depends.split(","):
+        first = alt.split("|")[0].strip()
+        dep = re.sub(r"\s*\(.*\)", "", first).split(":")[0].strip()
+        if re.match(r"^(lib|zlib)", dep):
+            libs.add(dep)
+    Apt.install(sorted(libs))
+    version = out(["dpkg-deb", "-f", str(deb), "Version"])
+    return binary, version
+
+
+def ensure_unftp() -> tuple[Path, str]:
+    binary = CACHE / "unftp" / "bin" / "unftp"
+    if not binary.exists():
+        logfile = CACHE / "unftp-install.log"
+        log(f"cargo install unftp {UNFTP_VERSION} (one job; long: ~20 min on 2 cores; log {logfile})")
+        env = dict(os.environ, CARGO_BUILD_JOBS="1", CARGO_TARGET_DIR=str(CACHE / "unftp-target"))
+        cmd = [
+            "nice", "-n", "10", "cargo", "install", "unftp", "--version", UNFTP_VERSION, "--locked",
+            # Only the JSON-file authenticator: the default features add
+            # Google Cloud Storage, Azure (opendal) and REST auth, none of
+            # which is used here; the filesystem backend is always built in.
+            "--no-default-features", "--features", "auth_jsonfile",
+            "--root", str(CACHE / "unftp"),
+        ]
+        with open(logfile, "w") as f:
+            sh(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
+        # The binary is the cache; the build tree is ~800 MB.
+        shutil.rmtree(CACHE / "unftp-target", ignore_errors=True)
+    version = out([str(binary), "--version"]).splitlines()[0]
+    return binary, version
+
+
+def ensure_ferroftp(path: str | None) -> tuple[Path, str]:
+    if path:
+        binary = Path(path).resolve()
+    else:
+        binary = REPO / "target" / "release" / "ferroftp"
+        if not binary.exists():
+            log("cargo build --release -p ferroftp")
+            sh(["cargo", "build", "--release", "-p", "ferroftp"], cwd=REPO)
+    if not binary.exists():
+        raise SystemExit(f"no ferroftp binary at {binary}")
+    version = out([str(binary), "--version"])
+    built = datetime.datetime.fromtimestamp(binary.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+    note = f"{version}, release binary {binary} built {built}"
+    if not path:
+        note += f", repo HEAD {out(['git', '-C', str(REPO), 'rev-parse', '--short', 'HEAD'])}"
+    return binary, note
+
+
+def ensure_venv_and_reexec() -> None:
+    """Everything runs in bench/.cache/venv (pyftpdlib, matplotlib)."""
+    if os.environ.get("FTPBENCH_IN_VENV") == "1":
+        return
+    py = VENV / "bin" / "python"
+    if not py.exists():
+        log(f"python3 -m venv {VENV}")
+        sh([sys.executable, "-m", "venv", str(VENV)])
+    check = subprocess.run([str(py), "-c", "import pyftpdlib, matplotlib"], capture_output=True)
+    if check.returncode != 0:
+        log(f"pip install {' '.join(PIP_PACKAGES)}")
+        sh([str(py), "-m", "pip", "install", "-q", *PIP_PACKAGES])
+    env = dict(os.environ, FTPBENCH_IN_VENV="1", FTPBENCH_ARGV0=" ".join(shlex.quote(a) for a in sys.argv))
+    os.execve(str(py), [str(py), str(Path(__file__).resolve()), *sys.argv[1:]], env)
+
+
+def pip_versions() -> dict:
+    from importlib.metadata import version
+
+    return {p: version(p) for p in PIP_PACKAGES}
+
+
+# ----------------------------------------------------------- system setup
+
+
+def ensure_user() -> str:
+    """The bench's system user; the password scheme /etc/shadow uses."""
+    try:
+        pwd.getpwnam(USER)
+    except KeyError:
+        log(f"useradd {USER}")
+        sh(["useradd", "--home-dir", str(RUN / "home"), "--no-create-home", "--shell", "/bin/bash",
+            "--user-group", USER])
+    sh(["chpasswd"], input=f"{USER}:{PASSWORD}\n", text=True)
+    scheme = "?"
+    for line in Path("/etc/shadow").read_text().splitlines():
+        if line.startswith(USER + ":"):
+            h = line.split(":")[1]
+            scheme = {"$y$": "yescrypt", "$6$": "sha512crypt", "$5$": "sha256crypt", "$1$": "md5crypt",
+                      "$2b$": "bcrypt", "$gy$": "gost-yescrypt"}.get(h[: h.find("$", 1) + 1], h[:4])
+    return scheme
+
+
+def render(template: str, values: dict) -> str:
+    text = (CONFIGS / template).read_text()
+    for k, v in values.items():
+        text = text.replace(f"@{k}@", str(v))
+    left = re.findall(r"@[A-Z_]+@", text)
+    if left:
+        raise SystemExit(f"{template}: unfilled {left}")
+    return text
+
+
+def flags(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def prepare_root(name: str) -> Path:
+    """A fresh root for one server: the 10,000-entry directory for LIST."""
+    root = RUN / f"root-{name}"
+    if root.exists():
+        shutil.rmtree(root)
+    listing = root / "list10k"
+    listing.mkdir(parents=True)
+    pw = pwd.getpwnam(USER)
+    for i in range(LIST_ENTRIES):
+        p = listing / f"file-{i:05d}.txt"
+        p.touch()
+        os.chown(p, pw.pw_uid, pw.pw_gid)
+    for d in (listing, root):
+        os.chown(d, pw.pw_uid, pw.pw_gid)
+    return root
+
+
+def upload_file(size: int) -> Path:
+    """The local file curl uploads."""
+    path = RUN / f"upload-{size}.bin"
+    if not path.exists() or path.stat().st_size != size:
+        block = bytes(i % 251 for i in range(1 << 20))
+        with open(path, "wb") as f:
+            left = size
+            while left > 0:
+                f.write(block[: min(left, len(block))])
+                left -= len(block)
+    return path
+
+
+# ----------------------------------------------------------- processes
+
+
+def proc_table() -> dict[int, tuple[int, int]]:
+    """pid -> (ppid, session id), from /proc."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            text = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = text[text.rfind(")") + 2:].split()
+        table[int(entry)] = (int(fields[1]), int(fields[3]))
+    return table
+
+
+def process_tree(root: int) -> list[int]:
+    """root, its descendants, and anything left in its session (it leads a
+    session of its own: start_new_session)."""
+    table = proc_table()
+    tree = [root] if root in table else []
+    i = 0
+    while i < len(tree):
+        tree.extend(p for p, (pp, _) in table.items() if pp == tree[i] and p not in tree)
+        i += 1
+    tree.extend(p for p, (_, sid) in table.items() if sid == root and p not in tree)
+    return tree
+
+
+def tree_pss_kib(root: int) -> int:
+    total = 0
+    for pid in process_tree(root):
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+class Server:
+    def __init__(self, name: str, cmd: list[str], root: Path, logfile: Path, port: int, stdin_log=False):
+        self.name, self.cmd, self.root, self.logfile, self.port = name, cmd, root, logfile, port
+        self.log = open(logfile, "w+")
+        self.proc = subprocess.Popen(
+            cmd, cwd=root, start_new_session=True,
+            stdin=self.log if stdin_log else subprocess.DEVNULL,  # vsftpd reports start-up errors on fd 0
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log_tail(self) -> str:
+        if not self.log.closed:
+            self.log.flush()
+        return self.logfile.read_text(errors="replace")[-2000:].strip()
+
+    def wait_greeting(self, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {self.log_tail()}")
+            try:
+                with socket.create_connection((HOST, self.port), timeout=2) as s:
+                    s.settimeout(5)
+                    data = b""
+                    while b"\n" not in data:
+                        chunk = s.recv(1024)
+                        if not chunk:
+                            break
+                        data += chunk
+                    line = data.decode(errors="replace").strip()
+                    if line.startswith("220"):
+                        try:
+                            s.sendall(b"QUIT\r\n")
+                        except OSError:
+                            pass
+                        return line.splitlines()[-1]
+                    last = line or "closed"
+            except OSError as e:
+                last = str(e)
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} did not greet on port {self.port} within {timeout:.0f} s ({last}): "
+                           f"{self.log_tail()}")
+
+    def stop(self) -> None:
+        """SIGTERM to the server and every process of its tree, by pid;
+        SIGKILL to what is left after 5 s."""
+        for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+            pids = process_tree(self.pid)
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline:
+                self.proc.poll()
+                if not [p for p in process_tree(self.pid) if p != self.pid] and self.proc.returncode is not None:
+                    break
+                time.sleep(0.1)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        self.log.close()
+        left = process_tree(self.pid)
+        if left:
+            log(f"warning: {self.name}: processes left: {left}")
+
+
+# ------------------------------------------------------------ measuring
+
+
+def ferroftp_bench(ff: Path, url: str, scenario: str, clients: int, duration: float, pid: int,
+                   size: int | None = None, mode: str | None = None, timeout: float = 120) -> dict:
+    cmd = [str(ff), "bench", url, "--scenario", scenario, "--clients", str(clients),
+           "--duration", f"{duration:g}", "--pid", str(pid), "--json"]
+    if size is not None:
+        cmd += ["--size", str(size)]
+    if mode is not None:
+        cmd += ["--mode", mode]
+    shown = " ".join(shlex.quote(c) for c in cmd).replace(f":{PASSWORD}@", ":***@")
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s", "cmd": shown}
+    try:
+        rep = json.loads(r.stdout)
+    except ValueError:
+        return {"error": (r.stderr.strip() or r.stdout.strip() or f"exit status {r.returncode}")[-500:],
+                "cmd": shown}
+    rep["cmd"] = shown
+    rep["exit_status"] = r.returncode
+    return rep
+
+
+def curl_transfer(port: int, upload: Path | None, size: int, timeout: float) -> dict:
+    """curl as a second opinion on big-file throughput: RETR of the file
+    big-retr left, or STOR of a local file."""
+    base = f"ftp://{USER}:{PASSWORD}@{HOST}:{port}/"
+    if upload is None:
+        cmd = ["curl", "-sS", "--max-time", f"{timeout:g}", "-o", "/dev/null",
+               "-w", "%{speed_download} %{size_download}", base + "ferroftp-bench.bin"]
+    else:
+        cmd = ["curl", "-sS", "--max-time", f"{timeout:g}", "-T", str(upload),
+               "-w", "%{speed_upload} %{size_upload}", base + "curl-upload.bin"]
+    shown = " ".join(shlex.quote(c) for c in cmd).replace(f":{PASSWORD}@", ":***@")
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 30)
+    except subprocess.TimeoutExpired:
+        return {"error": "timed out", "cmd": shown}
+    parts = r.stdout.split()
+    if r.returncode != 0 or len(parts) != 2:
+        return {"error": (r.stderr.strip() or f"curl exit {r.returncode}")[-300:], "cmd": shown}
+    speed, moved = float(parts[0]), int(float(parts[1]))
+    if moved != size:
+        return {"error": f"moved {moved} bytes, expected {size}", "cmd": shown}
+    return {"mb_per_sec": speed / 1e6, "bytes": moved, "cmd": shown}
+
+
+def ftplib_rate(port: int, what: str, duration: float) -> dict:
+    """Python ftplib, one client, PASV, as a second opinion: it closes the
+    data connection as soon as it has read it to the end, then reads the
+    226 reply."""
+    ops, entries = 0, 0
+    try:
+        f = ftplib.FTP()
+        f.connect(HOST, port, timeout=30)
+        f.login(USER, PASSWORD)
+        f.set_pasv(True)
+        start = time.perf_counter()
+        while time.perf_counter() - start < duration:
+            if what == "retr":
+                f.retrbinary("RETR /ferroftp-bench.bin", lambda b: None, blocksize=65536)
+            else:
+                lines = []
+                f.retrlines("LIST /list10k", lines.append)
+                entries = len(lines)
+            ops += 1
+        seconds = time.perf_counter() - start
+        try:
+            f.quit()
+        except (OSError, ftplib.Error):
+            f.close()
+    except (OSError, ftplib.Error, EOFError) as e:
+        return {"error": f"{type(e).__name__}: {e}", "ops": ops}
+    rep = {"ops": ops, "seconds": seconds, "ops_per_sec": ops / seconds}
+    if what == "list":
+        rep["entries"] = entries
+    return rep
+
+
+def iperf3(seconds: int) -> dict:
+    """One TCP stream on loopback, bounded by -t."""
+    logfile = RUN / "logs" / "iperf3-server.log"
+    with open(logfile, "w") as lf:
+        srv = subprocess.Popen(["iperf3", "-s", "-1", "--forceflush", "-B", HOST, "-p", str(IPERF_PORT)],
+                               stdout=lf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while "listening" not in logfile.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        cmd = ["iperf3", "-c", HOST, "-B", HOST, "-p", str(IPERF_PORT), "-t", str(seconds), "-J"]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30)
+        data = json.loads(r.stdout)
+        if "error" in data:
+            return {"error": data["error"], "cmd": " ".join(cmd)}
+        bps = data["end"]["sum_received"]["bits_per_second"]
+        return {"mb_per_sec": bps / 8 / 1e6, "seconds": seconds, "cmd": " ".join(cmd),
+                "version": out(["iperf3", "--version"]).splitlines()[0]}
+    except (ValueError, KeyError, subprocess.TimeoutExpired) as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+    finally:
+        try:
+            srv.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+            srv.wait()
+
+
+def measure_ceiling(plan: dict, when: str) -> dict:
+    log(f"iperf3 loopback ceiling, {when} ({plan['iperf_seconds']} s)")
+    r = iperf3(plan["iperf_seconds"])
+    r["when"] = when
+    log(f"  {r['mb_per_sec']:,.0f} MB/s" if "error" not in r else f"  error: {r['error']}")
+    return r
+
+
+# --------------------------------------------------------- one server
+
+
+def launch(name: str, info: dict, root: Path, ff: Path, binaries: dict) -> tuple[Server, dict]:
+    """Renders the server's config, starts it. The server and the config
+    texts used."""
+    port, (lo, hi) = info["port"], info["pasv"]
+    confdir = RUN / "conf"
+    confdir.mkdir(parents=True, exist_ok=True)
+    logfile = RUN / "logs" / f"{name}.log"
+    values = {"PORT": port, "PASV_MIN": lo, "PASV_MAX": hi, "ROOT": root, "RUN_DIR": RUN,
+              "MAX_SESSIONS": MAX_SESSIONS, "USER": USER, "PASSWORD": PASSWORD}
+    configs = {}
+    stdin_log = False
+    if name in SYSTEM_USER_SERVERS:
+        # The user's home is this server's root; each confines it there.
+        sh(["usermod", "-d", str(root), USER], capture_output=True)
+    if name == "ferroftp":
+        users = confdir / "ferroftp-users.toml"
+        users.unlink(missing_ok=True)
+        sh([str(ff), "user", "add", "--file", str(users), USER, "--home", str(root), "--write",
+            "--password-stdin"], input=PASSWORD + "\n", text=True, stdout=subprocess.DEVNULL)
+        values["USERS_FILE"] = users
+        conf = confdir / "ferroftp.toml"
+        conf.write_text(render("ferroftp.toml", values))
+        configs["ferroftp.toml"] = conf.read_text()
+        configs["users file"] = f"{users}, written by `ferroftp user add --file {users.name} {USER} " \
+                                f"--home {root} --write --password-stdin` (argon2id hash)"
+        cmd = [str(ff), "serve", "--config", str(conf)]
+    elif name == "vsftpd":
+        empty = RUN / "vsftpd-empty"
+        empty.mkdir(exist_ok=True)
+        os.chmod(empty, 0o555)
+        values.update(PAM_SERVICE=PAM_SERVICE, EMPTY_DIR=empty)
+        conf = confdir / "vsftpd.conf"
+        conf.write_text(render("vsftpd.conf", values))
+        configs["vsftpd.conf"] = conf.read_text()
+        configs[f"/etc/pam.d/{PAM_SERVICE}"] = (CONFIGS / "vsftpd.pam").read_text()
+        cmd = [str(binaries[name]), str(conf)]
+        stdin_log = True
+    elif name == "pure-ftpd":
+        text = render("pure-ftpd.flags", values)
+        configs["pure-ftpd flags"] = text
+        cmd = [str(binaries[name]), *flags(text)]
+    elif name == "proftpd":
+        conf = confdir / "proftpd.conf"
+        conf.write_text(render("proftpd.conf", values))
+        configs["proftpd.conf"] = conf.read_text()
+        cmd = [str(binaries[name]), "--nodaemon", "--config", str(conf)]
+    elif name == "pyftpdlib":
+        cmd = [str(VENV / "bin" / "python"), str(CONFIGS / "pyftpdlib_server.py"), "--port", str(port),
+               "--root", str(root), "--passive", f"{lo}-{hi}", "--user", USER, "--password", PASSWORD,
+               "--max-sessions", str(MAX_SESSIONS)]
+        configs["command"] = " ".join(shlex.quote(c) for c in cmd).replace(PASSWORD + " ", "*** ")
+    elif name == "unftp":
+        users = confdir / "unftp-users.json"
+        users.write_text(render("unftp-users.json", values))
+        values.update(USERS_FILE=users, HTTP_PORT=info["http_port"])
+        text = render("unftp.flags", values)
+        configs["unftp flags"] = text
+        configs["unftp-users.json"] = "(plain-text password)\n" + users.read_text().replace(PASSWORD, "***", 1)
+        cmd = [str(binaries[name]), *flags(text)]
+    else:
+        raise ValueError(name)
+    return Server(name, cmd, root, logfile, port, stdin_log=stdin_log), configs
+
+
+def run_server(name: str, ff: Path, binaries: dict, plan: dict) -> dict:
+    info = SERVERS[name]
+    port = info["port"]
+    result: dict = {"port": port, "passive_ports": "%d-%d" % info["pasv"], "model": MODELS[name]}
+    root = prepare_root(name)
+    try:
+        server, configs = launch(name, info, root, ff, binaries)
+    except (subprocess.CalledProcessError, OSError, SystemExit) as e:
+        result["error"] = f"could not configure: {e}"
+        shutil.rmtree(root, ignore_errors=True)
+        return result
+    result["configs"] = configs
+    result["command"] = " ".join(shlex.quote(c) for c in server.cmd).replace(f" {PASSWORD} ", " *** ")
+    runs: dict = {}
+    result["runs"] = runs
+    try:
+        result["greeting"] = server.wait_greeting()
+        time.sleep(0.3)
+        result["pss_kib_at_start"] = tree_pss_kib(server.pid)
+        url = f"ftp://{USER}:{PASSWORD}@{HOST}:{port}/"
+        d, big = plan["duration"], plan["big"]
+
+        def bench(key, scenario, clients, **kw):
+            log(f"  {name}: {key}")
+            runs[key] = ferroftp_bench(ff, kw.pop("url", url), scenario, clients, kw.pop("duration", d),
+                                       server.pid, **kw)
+            r = runs[key]
+            if "error" in r:
+                log(f"    error: {r['error']}")
+            elif r.get("errors"):
+                log(f"    {r['errors']} errors, first: {r.get('first_error')}")
+
+        rate_timeout = d + 90
+        bench("connect", "connect", 16, timeout=rate_timeout)
+        bench("login", "login", 16, timeout=rate_timeout)
+        bench("small-retr-epsv", "small-retr", 4, size=SMALL_SIZE, mode="epsv", timeout=rate_timeout)
+        bench("small-retr-pasv", "small-retr", 4, size=SMALL_SIZE, mode="pasv", timeout=rate_timeout)
+        log(f"  {name}: ftplib small RETR")
+        runs["ftplib-retr"] = ftplib_rate(port, "retr", d)
+        bench("small-stor", "small-stor", 4, size=SMALL_SIZE, mode="epsv", timeout=rate_timeout)
+        bench("list", "list", 4, url=url + "list10k/", timeout=rate_timeout)
+        log(f"  {name}: ftplib LIST")
+        runs["ftplib-list"] = ftplib_rate(port, "list", d)
+        # One transfer each; --duration only bounds it (bench then waits
+        # at most 60 s more).
+        bench("big-retr", "big-retr", 1, size=big, duration=60, timeout=600)
+        bench("big-stor", "big-stor", 1, size=big, duration=60, timeout=600)
+        log(f"  {name}: curl RETR, STOR")
+        runs["curl-retr"] = curl_transfer(port, None, big, timeout=300)
+        runs["curl-stor"] = curl_transfer(port, upload_file(big), big, timeout=300)
+        for f in root.glob("*.bin"):
+            f.unlink()
+        bench("idle", "idle", plan["idle"], timeout=300)
+    except RuntimeError as e:
+        result["error"] = str(e)
+        log(f"  {name}: {e}")
+    finally:
+        server.stop()
+        result["log_tail"] = server.log_tail()
+    shutil.rmtree(root, ignore_errors=True)
+    return result
+
+
+# ------------------------------------------------------------- figures
+
+
+def _val(runs, key, field):
+    r = runs.get(key) or {}
+    if "error" in r:
+        return None
+    if not r.get("ops") and r.get("errors"):
+        return None
+    return r.get(field)
+
+
+def _latency_p50(runs, key):
+    r = runs.get(key) or {}
+    lat = r.get("latency_ms") or {}
+    return lat.get("p50")
+
+
+def _cpu_per_gib(runs, key, big):
+    v = _val(runs, key, "server_cpu_us_per_op")
+    return None if v is None else v * 1e-6 * (1 << 30) / big
+
+
+def figures(plan: dict, iperf: dict) -> list[dict]:
+    """What the table and the chart show: key, label, unit, which way is
+    better, how to read it from one server's runs."""
+    big = plan["big"]
+    ceiling = iperf.get("mb_per_sec")
+    pct = (lambda v: None if v is None or not ceiling else 100.0 * v / ceiling)
+    big_label = f"{big >> 20} MiB" if big < (1 << 30) else f"{big >> 30} GiB"
+    F = []
+
+    def fig(key, label, unit, better, get, fmt, source="bench", peers=None):
+        F.append({"key": key, "label": label, "unit": unit, "better": better, "get": get, "fmt": fmt,
+                  "source": source, "peers": peers})
+
+    fig("connect", "connect, 16 clients", "/s", "higher", lambda r: _val(r, "connect", "ops_per_sec"), "int")
+    fig("connect-cpu", "connect: server CPU per op", "us", "lower",
+        lambda r: _val(r, "connect", "server_cpu_us_per_op"), "int")
+    # Ratios for login against the peers that hash passwords (the others
+    # compare plain text).
+    hashing = sorted(SYSTEM_USER_SERVERS)
+    fig("login", "login, 16 clients", "/s", "higher", lambda r: _val(r, "login", "ops_per_sec"), "int",
+        peers=hashing)
+    fig("login-cpu", "login: server CPU per op", "us", "lower",
+        lambda r: _val(r, "login", "server_cpu_us_per_op"), "int", peers=hashing)
+    fig("small-retr-epsv", "small RETR 4 KiB, EPSV, 4 clients", "/s", "higher",
+        lambda r: _val(r, "small-retr-epsv", "ops_per_sec"), "int")
+    fig("small-retr-epsv-cpu", "small RETR EPSV: server CPU per op", "us", "lower",
+        lambda r: _val(r, "small-retr-epsv", "server_cpu_us_per_op"), "int")
+    fig("small-retr-epsv-p50", "small RETR EPSV: latency p50", "ms", "lower",
+        lambda r: _latency_p50(r, "small-retr-epsv"), "ms")
+    fig("small-retr-pasv", "small RETR 4 KiB, PASV, 4 clients", "/s", "higher",
+        lambda r: _val(r, "small-retr-pasv", "ops_per_sec"), "int")
+    fig("small-retr-pasv-cpu", "small RETR PASV: server CPU per op", "us", "lower",
+        lambda r: _val(r, "small-retr-pasv", "server_cpu_us_per_op"), "int")
+    fig("ftplib-retr", "small RETR 4 KiB, 1 client, Python ftplib (PASV)", "/s", "higher",
+        lambda r: _val(r, "ftplib-retr", "ops_per_sec"), "int", "ftplib")
+    fig("small-stor", "small STOR 4 KiB, EPSV, 4 clients", "/s", "higher",
+        lambda r: _val(r, "small-stor", "ops_per_sec"), "int")
+    fig("small-stor-cpu", "small STOR: server CPU per op", "us", "lower",
+        lambda r: _val(r, "small-stor", "server_cpu_us_per_op"), "int")
+    fig("small-stor-p50", "small STOR: latency p50", "ms", "lower",
+        lambda r: _latency_p50(r, "small-stor"), "ms")
+    fig("list", f"LIST of {LIST_ENTRIES:,} entries, 4 clients", "/s", "higher",
+        lambda r: _val(r, "list", "ops_per_sec"), "dec")
+    fig("list-cpu", "LIST: server CPU per op", "us", "lower", lambda r: _val(r, "list", "server_cpu_us_per_op"),
+        "int")
+    fig("ftplib-list", f"LIST of {LIST_ENTRIES:,} entries, 1 client, Python ftplib", "/s", "higher",
+        lambda r: _val(r, "ftplib-list", "ops_per_sec"), "dec", "ftplib")
+    fig("big-retr", f"big RETR {big_label}, 1 client", "MB/s", "higher",
+        lambda r: _val(r, "big-retr", "mb_per_sec"), "int")
+    fig("big-retr-cpu", "big RETR: server CPU per GiB", "s", "lower", lambda r: _cpu_per_gib(r, "big-retr", big),
+        "sec")
+    fig("big-retr-iperf", "big RETR as % of iperf3", "%", "higher",
+        lambda r: pct(_val(r, "big-retr", "mb_per_sec")), "pct")
+    fig("curl-retr", f"big RETR {big_label}, curl", "MB/s", "higher", lambda r: _val(r, "curl-retr", "mb_per_sec"),
+        "int", "curl")
+    fig("curl-retr-iperf", "curl RETR as % of iperf3", "%", "higher",
+        lambda r: pct(_val(r, "curl-retr", "mb_per_sec")), "pct", "curl")
+    fig("big-stor", f"big STOR {big_label}, 1 client", "MB/s", "higher",
+        lambda r: _val(r, "big-stor", "mb_per_sec"), "int")
+    fig("big-stor-cpu", "big STOR: server CPU per GiB", "s", "lower", lambda r: _cpu_per_gib(r, "big-stor", big),
+        "sec")
+    fig("curl-stor", f"big STOR {big_label}, curl", "MB/s", "higher", lambda r: _val(r, "curl-stor", "mb_per_sec"),
+        "int", "curl")
+    fig("idle-pss", f"idle: PSS per session ({plan['idle']} sessions)", "KiB", "lower",
+        lambda r: _val(r, "idle", "pss_kib_per_session"), "dec")
+    fig("idle-held", f"idle: sessions held (of {plan['idle']})", "", "higher",
+        lambda r: _val(r, "idle", "ops"), "int")
+    fig("pss-start", "server PSS at start", "KiB", "lower", lambda r: r.get("__pss_start"), "int")
+    return F
+
+
+def fmt_ratio(r: float) -> str:
+    if r >= 100:
+        return f"{r:,.0f}"
+    if r >= 0.1:
+        return f"{r:.2f}"
+    return f"{r:.2g}"
+
+
+def fmt(v, kind: str) -> str:
+    if v is None:
+        return "-"
+    if kind == "int":
+        return f"{v:,.0f}" if v >= 10 or v == 0 else f"{v:.1f}"
+    if kind == "dec":
+        return f"{v:,.1f}" if v < 100 else f"{v:,.0f}"
+    if kind == "ms":
+        return f"{v:.2f}"
+    if kind == "sec":
+        return f"{v:.2f}"
+    if kind == "pct":
+        return f"{v:.0f}%"
+    return str(v)
+
+
+def table_values(servers: list[str], results: dict, F: list[dict]) -> dict:
+    vals = {}
+    for f in F:
+        row = {}
+        for s in servers:
+            res = results.get(s, {})
+            runs = dict(res.get("runs", {}))
+            runs["__pss_start"] = res.get("pss_kib_at_start")
+            try:
+                row[s] = f["get"](runs)
+            except (TypeError, KeyError):
+                row[s] = None
+        vals[f["key"]] = row
+    return vals
+
+
+def best_peer(row: dict, better: str, among=None):
+    peers = {s: v for s, v in row.items()
+             if s != "ferroftp" and v is not None and v > 0 and (among is None or s in among)}
+    if not peers:
+        return None, None
+    pick = max if better == "higher" else min
+    name = pick(peers, key=peers.get)
+    return name, peers[name]
+
+
+# --------------------------------------------------------------- report
+
+
+def machine_facts() -> dict:
+    cpu = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = "?"
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal"):
+            mem = f"{int(line.split()[1]) / (1 << 20):.1f} GiB"
+    osname = "?"
+    for line in Path("/etc/os-release").read_text().splitlines():
+        if line.startswith("PRETTY_NAME="):
+            osname = line.split("=", 1)[1].strip('"')
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "kernel": os.uname().release,
+        "os": osname,
+        "memory": mem,
+        "python": sys.version.split()[0],
+        "curl": out(["curl", "--version"]).splitlines()[0] if shutil.which("curl") else "?",
+        "nofile_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+    }
+
+
+def chart(path: Path, servers: list[str], vals: dict, F: list[dict], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    cols = 5
+    rows = math.ceil(len(F) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 3.6, rows * 2.9))
+    palette = {"ferroftp": "#d9480f", "vsftpd": "#1c7ed6", "pure-ftpd": "#2f9e44", "proftpd": "#7048e8",
+               "pyftpdlib": "#e8b100", "unftp": "#0c8599"}
+    short = {"ferroftp": "ferro", "vsftpd": "vsftpd", "pure-ftpd": "pure", "proftpd": "proftpd",
+             "pyftpdlib": "pyftpd", "unftp": "unftp"}
+    for ax, f in zip(axes.flat, F):
+        row = vals[f["key"]]
+        xs = list(range(len(servers)))
+        ys = [row.get(s) for s in servers]
+        positive = [y for y in ys if y is not None and y > 0]
+        log_scale = bool(positive) and max(positive) / min(positive) >= 10
+        heights = [y if (y is not None and y > 0) else 0 for y in ys]
+        ax.bar(xs, heights, color=[palette.get(s, "#888") for s in servers])
+        if log_scale:
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
+        for x, y in zip(xs, ys):
+            if y is None:
+                ax.text(x, 0.02, "n/a", ha="center", va="bottom", fontsize=7, color="#c00",
+                        transform=ax.get_xaxis_transform())
+            else:
+                ax.text(x, y if y > 0 else 0, fmt(y, f["fmt"]), ha="center", va="bottom", fontsize=6.5)
+        ax.set_xticks(xs)
+        ax.set_xticklabels([short.get(s, s) for s in servers], fontsize=7, rotation=30)
+        ax.tick_params(axis="y", labelsize=7)
+        arrow = "higher is better" if f["better"] == "higher" else "lower is better"
+        unit = f" [{f['unit']}]" if f["unit"] else ""
+        ax.set_title(f"{f['label']}{unit}\n{arrow}{', log scale' if log_scale else ''}", fontsize=7.5)
+        ax.margins(y=0.18)
+    for ax in list(axes.flat)[len(F):]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_markdown(path: Path, ctx: dict, servers: list[str], results: dict, vals: dict, F: list[dict]) -> None:
+    plan, iperf = ctx["plan"], ctx["iperf3"]
+    L = []
+    L.append(f"# FTP servers side by side, {ctx['date']}")
+    L.append("")
+    L.append(f"Written by `{ctx['command']}` ({ctx['mode']} run, {ctx['elapsed_min']:.1f} min). "
+             f"Raw figures: [{ctx['date']}.json]({ctx['date']}.json); chart: [{ctx['date']}.png]({ctx['date']}.png). "
+             "How to read this: [bench/README.md](../README.md).")
+    L.append("")
+    m = ctx["machine"]
+    L.append("## Machine")
+    L.append("")
+    L.append(f"- CPU: {m['cpu']}, nproc {m['nproc']}, memory {m['memory']}")
+    L.append(f"- kernel {m['kernel']}, {m['os']}, open-files limit {m['nofile_limit']}")
+    L.append(f"- load generator on the same {m['nproc']} cores: `ferroftp bench` (the ferroftp binary below), "
+             f"{m['curl'].split(' (')[0]}, Python {m['python']} ftplib")
+    L.append(f"- plan: {plan['duration']:g} s per rate scenario, big file {plan['big'] >> 20} MiB, "
+             f"{plan['idle']} idle sessions, iperf3 {plan['iperf_seconds']} s")
+    L.append("")
+    L.append("## Servers")
+    L.append("")
+    L.append("| server | version | sessions | password check | port, passive ports |")
+    L.append("|---|---|---|---|---|")
+    for s in servers:
+        r = results.get(s, {})
+        L.append(f"| {s} | {ctx['versions'].get(s, '?')} | {MODELS[s]} | {ctx['auth'].get(s, '?')} | "
+                 f"{r.get('port', '?')}, {r.get('passive_ports', '?')} |")
+    L.append("")
+    L.append("## Results")
+    L.append("")
+    L.append("One row per figure, one column per server. The last column is ferroftp's figure divided by the "
+             "best peer's (named): above 1 is ahead where higher is better, below 1 is ahead where lower is "
+             "better. `-` is a figure the run could not get (see Errors).")
+    L.append("")
+    L.append("| figure | unit | better | " + " | ".join(servers) + " | ferroftp ÷ best peer |")
+    L.append("|---|---|---|" + "---|" * len(servers) + "---|")
+    for f in F:
+        row = vals[f["key"]]
+        cells = [fmt(row.get(s), f["fmt"]) for s in servers]
+        peer, pv = best_peer(row, f["better"], f["peers"])
+        fv = row.get("ferroftp")
+        if peer and fv is not None and pv:
+            ratio = fv / pv
+            ahead = ratio > 1 if f["better"] == "higher" else ratio < 1
+            ratio_txt = f"{fmt_ratio(ratio)} ({peer}{', hashing peers' if f['peers'] else ''}){' ✔' if ahead else ''}"
+        else:
+            ratio_txt = "-"
+        L.append(f"| {f['label']} | {f['unit']} | {f['better']} | " + " | ".join(cells) + f" | {ratio_txt} |")
+    L.append("")
+    L.append("✔: ferroftp ahead of every peer on that figure.")
+    L.append("")
+    L.append("## Loopback ceiling")
+    L.append("")
+    if "error" in iperf:
+        L.append(f"iperf3 failed: {iperf['error']}")
+    else:
+        each = ", ".join(f"{r['mb_per_sec']:,.0f} MB/s {r['when']}" if "error" not in r else
+                         f"failed {r['when']} ({r['error']})" for r in iperf.get("runs", []))
+        L.append(f"iperf3 ({iperf.get('version', '')}), one TCP stream on 127.0.0.1 for {iperf['seconds']} s: "
+                 f"{each}. The ceiling is the better one, **{iperf['mb_per_sec']:,.0f} MB/s**; the rows "
+                 f"\"as % of iperf3\" divide each big RETR by it.")
+    L.append("")
+    L.append("## Errors and oddities")
+    L.append("")
+    any_err = False
+    for s in servers:
+        r = results.get(s, {})
+        if r.get("error"):
+            any_err = True
+            L.append(f"- **{s}**: {r['error']}")
+        for key, run in r.get("runs", {}).items():
+            if "error" in run:
+                any_err = True
+                L.append(f"- **{s}**, {key}: {run['error']}")
+            elif run.get("errors"):
+                any_err = True
+                L.append(f"- **{s}**, {key}: {run['errors']} failed operations of {run['errors'] + run.get('ops', 0)}; "
+                         f"first: {run.get('first_error')}")
+    if not any_err:
+        L.append("None.")
+    L.append("")
+    notes = oddities(servers, results)
+    if notes:
+        L.append("### Read with care")
+        L.append("")
+        L.extend(notes)
+        L.append("")
+    L.extend(CAVEATS)
+    L.append("")
+    L.append("## Configs used")
+    L.append("")
+    L.append("Templates in [bench/configs/](../configs/); the rendered texts:")
+    L.append("")
+    for s in servers:
+        r = results.get(s, {})
+        L.append(f"### {s}")
+        L.append("")
+        if r.get("command"):
+            L.append(f"Started as `{r['command']}`.")
+            L.append("")
+        for title, text in r.get("configs", {}).items():
+            if title == "command":
+                continue
+            if "\n" in text.strip():
+                L.append(f"{title}:")
+                L.append("")
+                L.append("```")
+                L.append(text.rstrip())
+                L.append("```")
+            else:
+                L.append(f"{title}: {text}")
+            L.append("")
+    path.write_text("\n".join(L) + "\n")
+
+
+CAVEATS = [
+    "## Caveats",
+    "",
+    "- The load generator (ferroftp bench, curl, ftplib) and the server share the machine's cores; a server "
+    "that burns less CPU leaves more to the client. Compare ratios within one run, not absolute figures "
+    "across runs or machines.",
+    "- `login` mostly measures the password check: the system-user servers check /etc/shadow's hash, "
+    "ferroftp an argon2id hash, pyftpdlib and unFTP a plain-text password (see Servers).",
+    "- CPU per op is utime+stime of the server's whole process tree (forked children through the parent's "
+    "reaped-children counters), read from /proc in 10 ms ticks: coarse for short runs.",
+    "- Python ftplib rows are one client in the harness's own Python process: slower than ferroftp bench by "
+    "nature, there to catch client artefacts, not to rank servers.",
+]
+
+
+def oddities(servers: list[str], results: dict) -> list[str]:
+    """Notes the figures call for, found in the figures themselves."""
+    notes = []
+
+    def rate(s, key):
+        r = results.get(s, {}).get("runs", {}).get(key) or {}
+        return None if "error" in r else r.get("ops_per_sec")
+
+    for s in servers:
+        runs = results.get(s, {}).get("runs", {})
+        for bench_key, lib_key, what in (("small-retr-pasv", "ftplib-retr", "small RETR"),
+                                         ("list", "ftplib-list", "LIST")):
+            b, lib = rate(s, bench_key), rate(s, lib_key)
+            clients = (runs.get(bench_key) or {}).get("clients") or 1
+            if b is not None and lib and lib > 3 * b:
+                notes.append(
+                    f"- {s}, {what}: ferroftp bench gets {b:,.1f}/s with {clients} clients, Python ftplib "
+                    f"{lib:,.1f}/s with one. ferroftp bench closes the data connection only after reading "
+                    f"the final reply; a server that waits for the client's close before sending that reply "
+                    f"stalls it. Trust the ftplib (and curl) rows for {s}.")
+        lib = rate(s, "ftplib-retr")
+        if lib is not None and lib < 50:
+            notes.append(f"- {s}: {lib:,.1f} small RETRs per second with Python ftplib as well: a stall of "
+                         f"~{1000 / lib:,.0f} ms per transfer on the server's side (see README).")
+        b = (runs.get("big-retr") or {}).get("mb_per_sec")
+        c = (runs.get("curl-retr") or {}).get("mb_per_sec")
+        if b and c and c > 2 * b:
+            notes.append(f"- {s}: big RETR {b:,.0f} MB/s with ferroftp bench but {c:,.0f} MB/s with curl; "
+                         "see the data-connection note above.")
+        entries = (runs.get("ftplib-list") or {}).get("entries")
+        if entries is not None and entries < LIST_ENTRIES:
+            notes.append(f"- {s}: LIST returned {entries:,} of {LIST_ENTRIES:,} entries: a listing cap.")
+        idle = runs.get("idle") or {}
+        if idle and "error" not in idle and idle.get("errors"):
+            notes.append(f"- {s}: held {idle.get('ops')} of {idle.get('clients')} idle sessions; first "
+                         f"refusal: {idle.get('first_error')}")
+        c = rate(s, "connect")
+        if s == "proftpd" and c is not None and c < 100:
+            notes.append(f"- proftpd: {c:,.1f} connections per second: its standalone daemon sleeps 200 ms "
+                         "whenever select() is interrupted by SIGCHLD, so it accepts slowly while sessions "
+                         "end (see README).")
+    return notes
+
+
+# ------------------------------------------------------------------ main
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="2 s per scenario, 256 MiB big file, 500 idle sessions")
+    ap.add_argument("--only", help="comma-separated servers: " + ",".join(SERVERS))
+    ap.add_argument("--ferroftp", help="the ferroftp binary (default: target/release/ferroftp, built if missing)")
+    args = ap.parse_args()
+
+    if os.geteuid() != 0:
+        raise SystemExit("compare.py needs root: it adds a system user, a PAM service file and Debian packages")
+    servers = list(SERVERS)
+    if args.only:
+        wanted = [s.strip() for s in args.only.split(",") if s.strip()]
+        bad = [s for s in wanted if s not in SERVERS]
+        if bad:
+            raise SystemExit(f"unknown server(s) {bad}; known: {', '.join(SERVERS)}")
+        servers = [s for s in SERVERS if s in wanted]
+
+    ensure_venv_and_reexec()
+    started = time.monotonic()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    plan = {
+        "duration": 2.0 if args.quick else 5.0,
+        "big": (256 << 20) if args.quick else (1 << 30),
+        "idle": 500 if args.quick else 1000,
+        "iperf_seconds": 3 if args.quick else 5,
+    }
+    for d in (RUN, RUN / "logs", RUN / "conf", CACHE, RESULTS):
+        d.mkdir(parents=True, exist_ok=True)
+
+    # Installs.
+    Apt.install(["curl", "iperf3"])
+    ff, ff_version = ensure_ferroftp(args.ferroftp)
+    versions = {"ferroftp": ff_version}
+    binaries = {}
+    install_errors = {}
+    pips = pip_versions()
+    for s in servers:
+        try:
+            if s in DEBS:
+                binaries[s], v = ensure_deb_server(s)
+                versions[s] = f"{v} (Debian {DEBS[s][0]})"
+            elif s == "unftp":
+                binaries[s], versions[s] = ensure_unftp()
+                versions[s] += " (cargo install --locked, features auth_jsonfile)"
+            elif s == "pyftpdlib":
+                versions[s] = f"{pips['pyftpdlib']} (pip, Python {sys.version.split()[0]})"
+        except (subprocess.CalledProcessError, OSError, StopIteration) as e:
+            install_errors[s] = f"install failed: {e}"
+            log(f"{s}: install failed: {e}")
+
+    scheme = ensure_user()
+    pam = Path("/etc/pam.d") / PAM_SERVICE
+    pam_text = (CONFIGS / "vsftpd.pam").read_text()
+    if not pam.exists() or pam.read_text() != pam_text:
+        pam.write_text(pam_text)
+    auth = {"ferroftp": "argon2id (users file)", "pyftpdlib": "plain text (DummyAuthorizer)",
+            "unftp": "plain text (JSON users file)"}
+    for s in SYSTEM_USER_SERVERS:
+        auth[s] = f"/etc/shadow ({scheme})" + (" via PAM" if s == "vsftpd" else "")
+
+    machine = machine_facts()
+    iperf_runs = [measure_ceiling(plan, "before the servers")]
+
+    results: dict = {}
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        for s in servers:
+            if s in install_errors:
+                results[s] = {"error": install_errors[s], "port": SERVERS[s]["port"],
+                              "passive_ports": "%d-%d" % SERVERS[s]["pasv"]}
+                continue
+            log(f"{s} on {HOST}:{SERVERS[s]['port']}")
+            results[s] = run_server(s, ff, binaries, plan)
+    except KeyboardInterrupt:
+        # run_server has stopped its server on the way out.
+        log("interrupted")
+        return 130
+
+    for f in RUN.glob("upload-*.bin"):
+        f.unlink()
+    iperf_runs.append(measure_ceiling(plan, "after the servers"))
+    good = [r for r in iperf_runs if "error" not in r]
+    iperf = dict(max(good, key=lambda r: r["mb_per_sec"])) if good else dict(iperf_runs[0])
+    iperf["runs"] = iperf_runs
+    elapsed = (time.monotonic() - started) / 60
+    date = datetime.date.today().isoformat()
+    command = os.environ.get("FTPBENCH_ARGV0", "python3 bench/compare.py")
+    if not command.startswith("python"):
+        command = "python3 " + command
+    ctx = {
+        "date": date,
+        "command": command,
+        "mode": "quick" if args.quick else "full",
+        "elapsed_min": elapsed,
+        "machine": machine,
+        "plan": plan,
+        "iperf3": iperf,
+        "versions": versions,
+        "pip": pips,
+        "auth": auth,
+    }
+    F = figures(plan, iperf)
+    vals = table_values(servers, results, F)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    md, js, png = RESULTS / f"{date}.md", RESULTS / f"{date}.json", RESULTS / f"{date}.png"
+    raw = dict(ctx)
+    raw["servers"] = results
+    raw["figures"] = {f["key"]: {"label": f["label"], "unit": f["unit"], "better": f["better"],
+                                 "values": vals[f["key"]]} for f in F}
+    js.write_text(json.dumps(raw, indent=2, default=str) + "\n")
+    write_markdown(md, ctx, servers, results, vals, F)
+    try:
+        chart(png, servers, vals, F, f"ferroftp and peers on loopback, {date} ({ctx['mode']} run, "
+                                      f"{machine['nproc']} cores shared with the load generator)")
+    except Exception as e:  # the report matters more than the picture
+        log(f"chart failed: {e}")
+    log(f"wrote {md}, {js}, {png} in {elapsed:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
