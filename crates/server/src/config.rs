@@ -104,8 +104,9 @@ pub struct FileConfig {
     pub active_source_port: Option<u16>,
     /// Write STOR uploads under a temporary name, renamed on success.
     pub atomic_uploads: Option<bool>,
-    /// Run local filesystem calls on a thread pool instead of in place
-    /// (for network filesystems that can stall).
+    /// Run the filesystem calls that only read on a thread pool instead of
+    /// in place (for network filesystems that can stall); calls that
+    /// change files always run there.
     pub storage_thread_pool: Option<bool>,
     /// What happens to a broken upload: "keep" (for resume) or "delete".
     pub partial_uploads: Option<String>,
@@ -287,7 +288,8 @@ pub struct Config {
     pub active_source_port: u16,
     /// STOR writes a temporary file and renames it over the target.
     pub atomic_uploads: bool,
-    /// Filesystem calls go to a thread pool rather than running in place.
+    /// Read-only filesystem calls go to a thread pool rather than running
+    /// in place.
     pub storage_thread_pool: bool,
     /// What happens to a broken upload.
     pub partial_uploads: PartialUploads,

@@ -36,7 +36,8 @@ use crate::path::VirtualPath;
 pub struct LocalFs {
     /// The root; every path resolves beneath it.
     root: Arc<Dir>,
-    /// Run filesystem calls on the blocking pool instead of in place.
+    /// Run the calls that only read on the blocking pool too, instead of
+    /// in place.
     thread_pool: bool,
 }
 
