@@ -110,7 +110,9 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
                 });
             }
         }
-        server.run(shutdown_signal()).await;
+        // On a worker thread, not this one: each accepted session then
+        // starts on the accepting worker without waking another thread.
+        let _ = tokio::spawn(server.run(shutdown_signal())).await;
         Ok(())
     })
 }

@@ -9,9 +9,12 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use rand::Rng;
+use rustix::fd::OwnedFd;
+use rustix::net;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::time::{timeout_at, Instant};
 
@@ -57,7 +60,7 @@ pub enum DataSetup {
     /// We listen; the client connects (PASV/EPSV).
     Passive {
         /// The bound listener.
-        listener: TcpListener,
+        listener: PassiveListener,
         /// Only connections from this IP are accepted, if set.
         expected_peer: Option<IpAddr>,
     },
@@ -78,16 +81,23 @@ const EPHEMERAL_TRIES: u32 = 64;
 
 /// The kernel's ephemeral port range, where passive ports go when no
 /// `passive_ports` range is configured (as vsftpd and pure-ftpd pick their
-/// own random port rather than asking the kernel).
+/// own random port rather than asking the kernel). Read once: reading
+/// /proc for every PASV cost five system calls per transfer, and the
+/// range is set at boot.
 fn ephemeral_range() -> RangeInclusive<u16> {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|text| {
-            let mut parts = text.split_whitespace().map(|p| p.parse::<u16>().ok());
-            Some(parts.next()??..=parts.next()??)
+    static RANGE: OnceLock<RangeInclusive<u16>> = OnceLock::new();
+    RANGE
+        .get_or_init(|| {
+            std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+                .ok()
+                .and_then(|text| {
+                    let mut parts = text.split_whitespace().map(|p| p.parse::<u16>().ok());
+                    Some(parts.next()??..=parts.next()??)
+                })
+                .filter(|r| !r.is_empty() && *r.start() >= 1024)
+                .unwrap_or(32768..=60999)
         })
-        .filter(|r| !r.is_empty() && *r.start() >= 1024)
-        .unwrap_or(32768..=60999)
+        .clone()
 }
 
 /// Binds a listener to exactly `ip:port` with SO_REUSEADDR.
@@ -99,13 +109,59 @@ fn ephemeral_range() -> RangeInclusive<u16> {
 /// port held in TIME_WAIT: measured at 18,000 such ports, that walk was
 /// most of the server's CPU, 0.5-2.9 ms per small download
 /// (docs/BENCHMARKS.md).
-fn bind_reusable(ip: IpAddr, port: u16) -> std::io::Result<TcpListener> {
-    let socket = if ip.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }?;
-    socket.set_reuseaddr(true)?;
-    socket.bind(SocketAddr::new(ip, port))?;
+///
+/// The listener is not registered with the runtime: clients connect right
+/// after the PASV reply, so by the transfer command the connection is
+/// usually waiting and is taken without the epoll set-up and tear-down
+/// (see [`DataSetup::open`]).
+fn bind_reusable(ip: IpAddr, port: u16) -> std::io::Result<PassiveListener> {
+    let family = if ip.is_ipv4() { net::AddressFamily::INET } else { net::AddressFamily::INET6 };
+    let flags = net::SocketFlags::NONBLOCK | net::SocketFlags::CLOEXEC;
+    let socket = net::socket_with(family, net::SocketType::STREAM, flags, Some(net::ipproto::TCP))?;
+    net::sockopt::set_socket_reuseaddr(&socket, true)?;
+    net::bind(&socket, &SocketAddr::new(ip, port))?;
     // A data port takes one connection; a little room lets a foreign
     // connection be dropped without refusing the client's own.
-    socket.listen(8)
+    net::listen(&socket, 8)?;
+    let port = match port {
+        0 => SocketAddr::try_from(net::getsockname(&socket)?).map_or(0, |a| a.port()),
+        chosen => chosen,
+    };
+    Ok(PassiveListener { socket, port })
+}
+
+/// A bound passive listener and its port.
+#[derive(Debug)]
+pub struct PassiveListener {
+    /// The listening socket, non-blocking, not yet registered with the
+    /// runtime.
+    socket: OwnedFd,
+    /// The port it listens on.
+    pub port: u16,
+}
+
+/// An opened data connection.
+#[derive(Debug)]
+pub enum DataConn {
+    /// Taken from the accept queue without the runtime: non-blocking, not
+    /// registered for readiness yet. Small transfers often finish without
+    /// ever registering it.
+    Unregistered(std::net::TcpStream),
+    /// A runtime socket.
+    Registered(TcpStream),
+}
+
+impl DataConn {
+    /// The connection as a runtime socket, registering it if needed.
+    ///
+    /// # Errors
+    /// Registration failed (out of memory, say).
+    pub fn registered(self) -> std::io::Result<TcpStream> {
+        match self {
+            DataConn::Unregistered(s) => TcpStream::from_std(s),
+            DataConn::Registered(s) => Ok(s),
+        }
+    }
 }
 
 /// Binds a passive listener on `ip`, in `range` if given, else on a random
@@ -114,7 +170,7 @@ fn bind_reusable(ip: IpAddr, port: u16) -> std::io::Result<TcpListener> {
 /// # Errors
 /// [`DataError::NoPassivePort`] when every port in the range is taken,
 /// [`DataError::Listen`] for other bind failures.
-pub async fn listen_passive(ip: IpAddr, range: Option<&RangeInclusive<u16>>) -> Result<TcpListener, DataError> {
+pub async fn listen_passive(ip: IpAddr, range: Option<&RangeInclusive<u16>>) -> Result<PassiveListener, DataError> {
     let (configured, tries) = match range {
         Some(r) => (r.clone(), u32::MAX),
         None => (ephemeral_range(), EPHEMERAL_TRIES),
@@ -141,31 +197,48 @@ impl DataSetup {
     ///
     /// # Errors
     /// A [`DataError`] saying what failed.
-    pub async fn open(self, limit: Duration) -> Result<TcpStream, DataError> {
+    pub async fn open(self, limit: Duration) -> Result<DataConn, DataError> {
         let deadline = Instant::now() + limit;
         match self {
-            DataSetup::Passive { listener, expected_peer } => {
-                let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+            DataSetup::Passive { listener: PassiveListener { socket, port }, expected_peer } => {
+                let is_expected = |from: SocketAddr| match expected_peer {
+                    // SECURITY: data-connection theft. Someone else who
+                    // guesses the passive port must not get the data.
+                    Some(ip) if ip != from.ip().to_canonical() => {
+                        tracing::warn!(%from, expected = %ip, "passive data connection from a foreign address refused");
+                        false
+                    }
+                    _ => true,
+                };
+                // Usually the client has connected already.
+                loop {
+                    match net::acceptfrom_with(&socket, net::SocketFlags::NONBLOCK | net::SocketFlags::CLOEXEC) {
+                        Ok((stream, from)) => {
+                            let from = from.and_then(|a| SocketAddr::try_from(a).ok());
+                            if from.is_some_and(is_expected) {
+                                return Ok(DataConn::Unregistered(stream.into()));
+                            }
+                        }
+                        Err(rustix::io::Errno::AGAIN) => break,
+                        Err(rustix::io::Errno::INTR) => {}
+                        Err(e) => return Err(DataError::Accept(e.into())),
+                    }
+                }
+                let listener = TcpListener::from_std(socket.into()).map_err(DataError::Accept)?;
                 loop {
                     let accepted = timeout_at(deadline, listener.accept())
                         .await
                         .map_err(|_| DataError::AcceptTimeout { port, secs: limit.as_secs() })?;
                     let (stream, from) = accepted.map_err(DataError::Accept)?;
-                    match expected_peer {
-                        // SECURITY: data-connection theft. Someone else who
-                        // guesses the passive port must not get the data.
-                        Some(ip) if ip != from.ip().to_canonical() => {
-                            tracing::warn!(%from, expected = %ip, "passive data connection from a foreign address refused");
-                            drop(stream);
-                        }
-                        _ => return Ok(stream),
+                    if is_expected(from) {
+                        return Ok(DataConn::Registered(stream));
                     }
                 }
             }
             DataSetup::Active { target, local_ip, source_port } => {
                 if source_port != 0 {
                     match connect_from(local_ip, source_port, target, deadline).await {
-                        Ok(stream) => return Ok(stream),
+                        Ok(stream) => return Ok(DataConn::Registered(stream)),
                         Err(e @ DataError::ConnectTimeout(_)) => return Err(e),
                         Err(DataError::Connect { source, .. })
                             if source.kind() == std::io::ErrorKind::ConnectionRefused =>
@@ -177,7 +250,7 @@ impl DataSetup {
                         }
                     }
                 }
-                connect_from(local_ip, 0, target, deadline).await
+                connect_from(local_ip, 0, target, deadline).await.map(DataConn::Registered)
             }
         }
     }

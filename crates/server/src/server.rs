@@ -95,6 +95,13 @@ pub struct Server {
     ctx: Arc<Context>,
 }
 
+/// The address connections to `listener` arrive on, when it is bound to
+/// one address: then sessions need not ask the kernel (getsockname) for
+/// each connection. `None` for a wildcard address.
+fn fixed_local(listener: &TcpListener) -> Option<SocketAddr> {
+    listener.local_addr().ok().filter(|a| !a.ip().is_unspecified())
+}
+
 /// Accepts on the implicit-FTPS listener, or never when there is none.
 async fn accept_implicit(l: &Option<TcpListener>) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
     match l {
@@ -224,12 +231,17 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut sessions = JoinSet::new();
         tokio::pin!(shutdown);
+        let local = fixed_local(&self.listener);
+        let implicit_local = self.implicit.as_ref().and_then(fixed_local);
         loop {
-            tokio::select! {
-                accepted = self.listener.accept() => self.admit(accepted, false, &stop_rx, &mut sessions).await,
-                accepted = accept_implicit(&self.implicit) => self.admit(accepted, true, &stop_rx, &mut sessions).await,
-                Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            let backoff = tokio::select! {
+                accepted = self.listener.accept() => self.admit(accepted, false, &stop_rx, &mut sessions, local),
+                accepted = accept_implicit(&self.implicit) => self.admit(accepted, true, &stop_rx, &mut sessions, implicit_local),
+                Some(_) = sessions.join_next(), if !sessions.is_empty() => None,
                 () = &mut shutdown => break,
+            };
+            if let Some(pause) = backoff {
+                tokio::time::sleep(pause).await;
             }
         }
         let _ = stop_tx.send(true);
@@ -237,46 +249,46 @@ impl Server {
     }
 
     /// Lets an accepted connection in (a session) or turns it away (421).
-    async fn admit(
+    fn admit(
         &self,
         accepted: std::io::Result<(tokio::net::TcpStream, SocketAddr)>,
         implicit_tls: bool,
         stop_rx: &watch::Receiver<bool>,
         sessions: &mut JoinSet<()>,
-    ) {
-        {
-            {
-                {
-                    let (stream, peer) = match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            // Out of file descriptors and the like: back off
-                            // instead of spinning.
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            return;
-                        }
-                    };
-                    let ctx = Arc::clone(&self.ctx);
-                    match ctx.limits.admit(peer.ip().to_canonical(), Instant::now()) {
-                        Ok(admitted) => {
-                            tracing::debug!(%peer, clients = admitted.clients_at_start, "connection");
-                            let stop = stop_rx.clone();
-                            sessions.spawn(async move {
-                                crate::session::serve(stream, ctx, stop, admitted.clients_at_start, implicit_tls).await;
-                                drop(admitted);
-                            });
-                        }
-                        Err(refusal) => {
-                            tracing::info!(%peer, %refusal, "connection refused");
-                            sessions.spawn(refuse(stream, refusal));
-                        }
-                    }
-                }
+        local: Option<SocketAddr>,
+    ) -> Option<Duration> {
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead
+                // of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                return Some(ACCEPT_BACKOFF);
+            }
+        };
+        let ctx = Arc::clone(&self.ctx);
+        match ctx.limits.admit(peer.ip().to_canonical(), Instant::now()) {
+            Ok(admitted) => {
+                tracing::debug!(%peer, clients = admitted.clients_at_start, "connection");
+                let stop = stop_rx.clone();
+                let addrs = crate::session::Addresses { peer, local };
+                sessions.spawn(async move {
+                    crate::session::serve(stream, addrs, ctx, stop, admitted.clients_at_start, implicit_tls).await;
+                    drop(admitted);
+                });
+            }
+            Err(refusal) => {
+                tracing::info!(%peer, %refusal, "connection refused");
+                sessions.spawn(refuse(stream, refusal));
             }
         }
+        None
     }
 }
+
+/// How long the accept loop pauses after a failed accept (out of file
+/// descriptors, say), instead of spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Most connections waiting to be accepted. A burst of connects (a load
 /// test, a mirror fleet starting) waits in the kernel's queue instead of
@@ -289,6 +301,12 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
     // A restarted server can bind while old connections are in TIME_WAIT.
     socket.set_reuseaddr(true)?;
+    // Set here, accepted connections inherit them (two system calls fewer
+    // per connection): replies must not wait for Nagle, and urgent data
+    // (the Telnet Synch some clients send before ABOR) must stay in the
+    // stream.
+    socket.set_nodelay(true)?;
+    socket2::SockRef::from(&socket).set_out_of_band_inline(true)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
 }

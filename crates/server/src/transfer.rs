@@ -15,7 +15,7 @@ use ferroftp_proto::code;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
-use crate::data::{DataError, DataSetup};
+use crate::data::{DataConn, DataError, DataSetup};
 use crate::path::VirtualPath;
 use crate::quota::UploadCharge;
 use crate::storage::{Reader, Storage, StorageError, Writer};
@@ -85,6 +85,10 @@ pub enum Job {
         source: Reader,
         /// Convert LF to CRLF (TYPE A).
         ascii: bool,
+        /// Bytes the source holds, when known (the size the 150 reply
+        /// announced): sendfile stops there without one more call to find
+        /// the end of the file.
+        len: Option<u64>,
     },
     /// The client to storage: STOR, APPE, STOU.
     Receive {
@@ -189,30 +193,91 @@ impl Throttle {
 /// it returns as soon as the socket buffer is full anyway.
 const SENDFILE_CHUNK: usize = 1 << 30;
 
-/// Sends a local file from its current position to the end with
-/// sendfile(2): the kernel moves page-cache pages to the socket, and the
-/// bytes never pass through the server. Returns the bytes sent.
-async fn send_file(mut tcp: TcpStream, file: &std::fs::File, progress: &AtomicU64) -> Result<u64, TransferError> {
+/// Sends a local file from its current position to the end (or `len`
+/// bytes) with sendfile(2): the kernel moves page-cache pages to the
+/// socket, and the bytes never pass through the server. Returns the bytes
+/// sent.
+///
+/// A connection not yet registered with the runtime is written directly
+/// first: a small file fits in the socket buffer and is done without epoll
+/// set-up and tear-down. The socket is corked, so the last partial segment
+/// leaves together with the FIN: one packet fewer per file.
+async fn send_file(
+    conn: DataConn,
+    file: &std::fs::File,
+    len: Option<u64>,
+    progress: &AtomicU64,
+) -> Result<u64, TransferError> {
     let mut total = 0u64;
-    loop {
+    let tcp = match conn {
+        DataConn::Unregistered(stream) => {
+            let _ = rustix::net::sockopt::set_tcp_cork(&stream, true);
+            loop {
+                if len.is_some_and(|l| total >= l) {
+                    stream.shutdown(std::net::Shutdown::Write).map_err(TransferError::Network)?;
+                    return Ok(total);
+                }
+                match sendfile_once(&stream, file)? {
+                    Some(0) => {
+                        stream.shutdown(std::net::Shutdown::Write).map_err(TransferError::Network)?;
+                        return Ok(total);
+                    }
+                    Some(n) => {
+                        total += n as u64;
+                        progress.store(total, Ordering::Relaxed);
+                    }
+                    None => break,
+                }
+            }
+            TcpStream::from_std(stream).map_err(TransferError::Network)?
+        }
+        DataConn::Registered(tcp) => {
+            let _ = rustix::net::sockopt::set_tcp_cork(&tcp, true);
+            tcp
+        }
+    };
+    let mut tcp = tcp;
+    while len.is_none_or(|l| total < l) {
         tcp.writable().await.map_err(TransferError::Network)?;
-        let sent = tcp.try_io(Interest::WRITABLE, || {
-            rustix::fs::sendfile(&tcp, file, None, SENDFILE_CHUNK).map_err(io::Error::from)
+        let step = tcp.try_io(Interest::WRITABLE, || match sendfile_once(&tcp, file) {
+            Ok(Some(n)) => Ok(Ok(n)),
+            Ok(None) => Err(io::Error::from(io::ErrorKind::WouldBlock)),
+            Err(e) => Ok(Err(e)),
         });
-        match sent {
-            Ok(0) => break,
-            Ok(n) => {
+        match step {
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => {
                 total += n as u64;
                 progress.store(total, Ordering::Relaxed);
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            // The socket's errors are the client's doing; any other is the file's.
-            Err(e) if is_connection_error(&e) => return Err(TransferError::Network(e)),
-            Err(e) => return Err(TransferError::Storage(e.into())),
+            Ok(Err(e)) => return Err(e),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(TransferError::Network(e)),
         }
     }
     AsyncWriteExt::shutdown(&mut tcp).await.map_err(TransferError::Network)?;
     Ok(total)
+}
+
+/// One sendfile(2) call: `Some(bytes)` (0 at the end of the file), `None`
+/// when the socket buffer is full.
+fn sendfile_once(socket: impl rustix::fd::AsFd, file: &std::fs::File) -> Result<Option<usize>, TransferError> {
+    loop {
+        match rustix::fs::sendfile(&socket, file, None, SENDFILE_CHUNK) {
+            Ok(n) => return Ok(Some(n)),
+            Err(rustix::io::Errno::AGAIN) => return Ok(None),
+            Err(rustix::io::Errno::INTR) => {}
+            // The socket's errors are the client's doing; any other is the file's.
+            Err(e) => {
+                let e = io::Error::from(e);
+                return Err(if is_connection_error(&e) {
+                    TransferError::Network(e)
+                } else {
+                    TransferError::Storage(e.into())
+                });
+            }
+        }
+    }
 }
 
 /// Whether an error comes from a broken connection rather than a file.
@@ -234,20 +299,29 @@ pub async fn run(
     rate: Option<u64>,
     tls: Option<DataTls>,
 ) -> Result<u64, TransferError> {
-    let tcp = setup.open(open_timeout).await?;
+    let conn = setup.open(open_timeout).await?;
     // A plain binary download of a local file at full speed: zero-copy.
-    if let (Job::Send { source: Reader::File(file), ascii: false }, None, None) = (&job, &tls, rate) {
-        return send_file(tcp, file, &progress).await;
+    if let (Job::Send { source: Reader::File(file), ascii: false, len }, None, None) = (&job, &tls, rate) {
+        return send_file(conn, file, *len, &progress).await;
     }
+    let tcp = conn.registered().map_err(TransferError::Network)?;
     let mut data: Box<dyn DataIo> = match tls {
         Some(t) => t.accept(tcp, open_timeout).await?,
-        None => Box::new(tcp),
+        None => {
+            // Full segments only, the last one with the FIN (as in
+            // send_file). Not under a rate limit: paced writes would wait
+            // for the cork's timer.
+            if matches!(job, Job::Send { .. }) && rate.is_none() {
+                let _ = rustix::net::sockopt::set_tcp_cork(&tcp, true);
+            }
+            Box::new(tcp)
+        }
     };
     let throttle = rate.map(|rate| Throttle { rate, started: tokio::time::Instant::now() });
     // Smaller chunks at low rates keep the pace smooth.
     let chunk = rate.map_or(CHUNK, |r| (r as usize / 8).clamp(1024, CHUNK));
     match job {
-        Job::Send { mut source, ascii } => {
+        Job::Send { mut source, ascii, .. } => {
             let mut buf = vec![0u8; chunk];
             let mut converter = ascii.then(ascii::ToWire::default);
             let mut converted = Vec::new();

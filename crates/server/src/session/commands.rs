@@ -17,7 +17,7 @@ use crate::data::{listen_passive, DataSetup};
 use crate::path::VirtualPath;
 use crate::permissions::Permission;
 use crate::quota::{Quota, UploadCharge, Usage};
-use crate::storage::{LocalFs, Reader, Storage, StorageError, WriteMode};
+use crate::storage::{LocalFs, OpenFile, Reader, Storage, StorageError, WriteMode};
 use crate::transfer::{Commit, Job, PartialUpload, UPLOAD_TEMP_PREFIX};
 use std::sync::Weak;
 
@@ -608,10 +608,7 @@ impl Session {
         let listener = listen_passive(self.local.ip(), self.ctx.config.passive_ports.as_ref())
             .await
             .map_err(|e| reply(code::CANT_OPEN_DATA, format!("Cannot open passive connection: {e}.")))?;
-        let port = listener
-            .local_addr()
-            .map_err(|e| reply(code::CANT_OPEN_DATA, format!("Cannot open passive connection: {e}.")))?
-            .port();
+        let port = listener.port;
         let expected_peer = self.ctx.config.passive_peer_check.then(|| self.peer.ip());
         self.data = Some(DataSetup::Passive { listener, expected_peer });
         Ok(port)
@@ -705,30 +702,25 @@ impl Session {
         }
         let path = self.cwd.resolve(arg);
         let storage = self.storage();
-        let facts = match storage.metadata(&path).await {
-            Ok(f) if f.kind == EntryKind::Directory => {
-                return reply(code::FILE_UNAVAILABLE, "Failed to open file: Is a directory.")
-            }
-            Ok(f) => f,
+        // One open and one stat; a directory is refused as 550.
+        let OpenFile { reader: source, size } = match storage.open_read(&path, offset).await {
+            Ok(opened) => opened,
             Err(e) => return storage_error("Failed to open file", &e),
         };
-        if offset > facts.size {
+        if offset > size {
             return reply(
                 code::FILE_UNAVAILABLE,
-                format!("Restart offset {offset} is past the end of the file ({} bytes).", facts.size),
+                format!("Restart offset {offset} is past the end of the file ({size} bytes)."),
             );
         }
-        let source = match storage.open_read(&path, offset).await {
-            Ok(r) => r,
-            Err(e) => return storage_error("Failed to open file", &e),
-        };
+        let name = path.file_name().unwrap_or("/");
         self.begin_transfer(
             Reply::new(
                 code::OPENING_DATA,
-                format!("Opening {} mode data connection for {} ({} bytes).", self.mode_name(), facts.name, facts.size),
+                format!("Opening {} mode data connection for {name} ({size} bytes).", self.mode_name()),
             ),
-            Job::Send { source, ascii: self.transfer_type == TransferType::Ascii },
-            format!("RETR {}", facts.name),
+            Job::Send { source, ascii: self.transfer_type == TransferType::Ascii, len: Some(size - offset) },
+            format!("RETR {name}"),
             "Transfer complete.".into(),
             None,
         )
@@ -895,7 +887,7 @@ impl Session {
         }
         self.begin_transfer(
             Reply::new(code::OPENING_DATA, "Here comes the directory listing."),
-            Job::Send { source: Reader::bytes(bytes), ascii: false },
+            Job::Send { source: Reader::bytes(bytes), ascii: false, len: None },
             if names_only { "NLST".into() } else { "LIST".into() },
             "Directory send OK.".into(),
             None,

@@ -88,7 +88,7 @@ impl Session {
         }
         self.begin_transfer(
             Reply::new(code::OPENING_DATA, "Here comes the directory listing."),
-            Job::Send { source: Reader::bytes(bytes), ascii: false },
+            Job::Send { source: Reader::bytes(bytes), ascii: false, len: None },
             "MLSD".into(),
             "Directory send OK.".into(),
             None,
@@ -127,7 +127,7 @@ impl Session {
             Err(e) => return reply(e.reply_code(), format!("HASH {arg}: {e}.")),
         };
         let mut reader = match storage.open_read(&path, 0).await {
-            Ok(r) => r,
+            Ok(opened) => opened.reader,
             Err(e) => return reply(e.reply_code(), format!("HASH {arg}: {e}.")),
         };
         let mut hasher = self.hash.hasher();

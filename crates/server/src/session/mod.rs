@@ -13,18 +13,21 @@ mod stream;
 mod tls;
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use ferroftp_proto::{code, Command, LineDecoder, LineEvent, Reply, TransferType};
+use sync_wrapper::SyncWrapper;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
-use tokio::time::{sleep_until, Instant};
+use tokio::time::Instant;
 
 use crate::data::DataSetup;
 use crate::hashing::HashAlgorithm;
@@ -90,9 +93,16 @@ struct Login {
 }
 
 /// A transfer running beside the control loop.
+/// A transfer in progress; it yields the bytes moved.
+type TransferFuture = Pin<Box<dyn Future<Output = Result<u64, TransferError>> + Send>>;
+
 struct RunningTransfer {
-    /// The task; aborting it drops the data connection.
-    task: JoinHandle<Result<u64, TransferError>>,
+    /// The transfer, polled by the session's own task (no task of its
+    /// own: spawning one woke a second worker thread for every file);
+    /// dropping it drops the data connection.
+    /// (`SyncWrapper`: the session is shared by reference across awaits,
+    /// and the future is only ever used through `&mut`.)
+    task: SyncWrapper<TransferFuture>,
     /// Bytes moved so far, for STAT.
     progress: Arc<AtomicU64>,
     /// What is being transferred, for STAT (`RETR name`).
@@ -104,11 +114,24 @@ struct RunningTransfer {
 }
 
 impl RunningTransfer {
+    /// The reply that ends the transfer (226, or the failure's code),
+    /// after settling a failed upload's partial file.
+    async fn outcome_reply(self, outcome: Result<u64, TransferError>) -> Reply {
+        match outcome {
+            Ok(_bytes) => Reply::new(code::CLOSING_DATA, self.done_text),
+            Err(e) => {
+                if let Some(p) = self.partial {
+                    p.settle(matches!(e, TransferError::Storage(StorageError::QuotaExceeded))).await;
+                }
+                Reply::new(e.reply_code(), e.to_string())
+            }
+        }
+    }
+
     /// Stops the transfer at once (ABOR, disconnect) and settles a
     /// partial upload.
     async fn abort(self) {
-        self.task.abort();
-        let _ = self.task.await;
+        drop(self.task);
         if let Some(p) = self.partial {
             p.settle(false).await;
         }
@@ -216,22 +239,34 @@ pub(crate) enum Flow {
     ClearControl,
 }
 
+/// The two ends of an accepted control connection.
+pub(crate) struct Addresses {
+    /// The client, as accept reported it.
+    pub peer: SocketAddr,
+    /// Our end, when the listener's address fixes it; `None` (a wildcard
+    /// listener) asks the socket.
+    pub local: Option<SocketAddr>,
+}
+
 /// Serves one control connection until QUIT, EOF, timeout or shutdown.
+/// The listener set TCP_NODELAY and SO_OOBINLINE; the connection inherits
+/// them.
 pub(crate) async fn serve(
     stream: TcpStream,
+    addrs: Addresses,
     ctx: Arc<Context>,
     mut shutdown: watch::Receiver<bool>,
     clients_at_start: usize,
     implicit_tls: bool,
 ) {
-    let (peer, local) = match (stream.peer_addr(), stream.local_addr()) {
-        (Ok(p), Ok(l)) => (canonical(p), canonical(l)),
-        _ => return,
+    let local = match addrs.local {
+        Some(l) => l,
+        None => match stream.local_addr() {
+            Ok(l) => l,
+            Err(_) => return,
+        },
     };
-    // Replies must not wait for Nagle; urgent data (the Telnet Synch some
-    // clients send before ABOR) must stay in the stream.
-    let _ = stream.set_nodelay(true);
-    let _ = socket2::SockRef::from(&stream).set_out_of_band_inline(true);
+    let (peer, local) = (canonical(addrs.peer), canonical(local));
     let (plain_reader, plain_writer) = stream.into_split();
     let (mut reader, mut writer) = (ControlReader::Plain(plain_reader), ControlWriter::Plain(plain_writer));
     // Implicit FTPS: TLS from the first byte, then the greeting; data
@@ -352,9 +387,9 @@ fn read_ready_bytes(plain: &tokio::net::tcp::OwnedReadHalf, direct: bool) -> Opt
     None
 }
 
-async fn wait_transfer(t: &mut Option<RunningTransfer>) -> Result<Result<u64, TransferError>, tokio::task::JoinError> {
+async fn wait_transfer(t: &mut Option<RunningTransfer>) -> Result<u64, TransferError> {
     match t {
-        Some(t) => (&mut t.task).await,
+        Some(t) => t.task.get_mut().await,
         None => std::future::pending().await,
     }
 }
@@ -366,6 +401,12 @@ impl Session {
         let mut queue: VecDeque<LineEvent> = VecDeque::new();
         let mut events = Vec::new();
         let mut deadline = Instant::now() + self.idle_timeout;
+        // One timer for the session, moved only when it fires early or a
+        // deadline comes nearer (SITE IDLE, REIN). A new timer per command
+        // woke the runtime's other thread for every command (measured: one
+        // eventfd write and two context switches per reply).
+        let timer = tokio::time::sleep_until(self.login_deadline.map_or(deadline, |d| d.min(deadline)));
+        tokio::pin!(timer);
         // Clients send IAC IP, then the Synch (IAC DM with DM as TCP urgent
         // data), then ABOR. Edge-triggered epoll can miss the readiness of
         // the bytes that follow urgent data: they sit in the socket and no
@@ -434,8 +475,41 @@ impl Session {
                 }
             }
             let may_read = queue.len() < MAX_QUEUED_LINES;
+            let transferring = self.transfer.is_some();
+            let due = self.login_deadline.map_or(deadline, |d| d.min(deadline));
+            if due < timer.deadline() {
+                timer.as_mut().reset(due);
+            }
+            // In this order: a shutdown first, then a finished transfer (a
+            // small one is done on its first poll, before the control
+            // connection is read in vain), then timeouts; a client that
+            // never stops sending must not hold off either.
             tokio::select! {
-                read = read_control(&mut reader, urgent_watch_until.is_some() || self.transfer.is_some()), if may_read => {
+                biased;
+                _ = shutdown.changed() => {
+                    self.send(&Reply::new(code::SERVICE_NOT_AVAILABLE, "Server shutting down; closing control connection.")).await?;
+                    return Ok(());
+                }
+                outcome = wait_transfer(&mut self.transfer) => {
+                    let Some(finished) = self.transfer.take() else { continue };
+                    let reply = Box::pin(finished.outcome_reply(outcome)).await;
+                    self.send(&reply).await?;
+                    deadline = Instant::now() + self.idle_timeout;
+                }
+                () = &mut timer, if !transferring => {
+                    if Instant::now() < due {
+                        timer.as_mut().reset(due);
+                        continue;
+                    }
+                    let text = if self.login_deadline.is_some_and(|d| d <= Instant::now()) {
+                        "Timeout: not logged in in time; closing control connection."
+                    } else {
+                        "Timeout: idle too long; closing control connection."
+                    };
+                    self.send(&Reply::new(code::SERVICE_NOT_AVAILABLE, text)).await?;
+                    return Ok(());
+                }
+                read = read_control(&mut reader, urgent_watch_until.is_some() || transferring), if may_read => {
                     let bytes = read?;
                     if bytes.is_empty() {
                         return Ok(());
@@ -454,37 +528,6 @@ impl Session {
                         }
                         queue.push_back(event);
                     }
-                }
-                outcome = wait_transfer(&mut self.transfer) => {
-                    let Some(finished) = self.transfer.take() else { continue };
-                    let reply = match outcome {
-                        Ok(Ok(_bytes)) => Reply::new(code::CLOSING_DATA, finished.done_text),
-                        failed => {
-                            if let Some(p) = finished.partial {
-                                let over_quota = matches!(failed, Ok(Err(TransferError::Storage(StorageError::QuotaExceeded))));
-                                Box::pin(p.settle(over_quota)).await;
-                            }
-                            match failed {
-                                Ok(Err(e)) => Reply::new(e.reply_code(), e.to_string()),
-                                _ => Reply::new(code::LOCAL_ERROR, "Transfer failed: internal error."),
-                            }
-                        }
-                    };
-                    self.send(&reply).await?;
-                    deadline = Instant::now() + self.idle_timeout;
-                }
-                _ = sleep_until(self.login_deadline.map_or(deadline, |d| d.min(deadline))), if self.transfer.is_none() => {
-                    let text = if self.login_deadline.is_some_and(|d| d <= Instant::now()) {
-                        "Timeout: not logged in in time; closing control connection."
-                    } else {
-                        "Timeout: idle too long; closing control connection."
-                    };
-                    self.send(&Reply::new(code::SERVICE_NOT_AVAILABLE, text)).await?;
-                    return Ok(());
-                }
-                _ = shutdown.changed() => {
-                    self.send(&Reply::new(code::SERVICE_NOT_AVAILABLE, "Server shutting down; closing control connection.")).await?;
-                    return Ok(());
                 }
             }
         }
@@ -537,8 +580,7 @@ impl Session {
         match action {
             Action::Reply(reply) => self.send(&reply).await?,
             Action::Close(reply) => {
-                self.send(&reply).await?;
-                let _ = self.writer.shutdown().await;
+                self.send_last(&reply).await?;
                 return Ok(Flow::Close);
             }
             Action::StartTls(reply) => {
@@ -550,14 +592,13 @@ impl Session {
                 return Ok(Flow::ClearControl);
             }
             Action::Transfer(start) => {
-                self.send(&start.preliminary).await?;
                 let progress = Arc::new(AtomicU64::new(0));
                 let rate = self.logged_in().and_then(|l| match start.job {
                     Job::Send { .. } => l.download_rate,
                     Job::Receive { .. } => l.upload_rate,
                 });
                 let tls = self.data_tls(matches!(start.job, Job::Receive { .. }));
-                let task = tokio::spawn(transfer::run(
+                let mut task: TransferFuture = Box::pin(transfer::run(
                     start.setup,
                     self.ctx.config.data_timeout,
                     start.job,
@@ -565,13 +606,31 @@ impl Session {
                     rate,
                     tls,
                 ));
-                self.transfer = Some(RunningTransfer {
-                    task,
+                // One poll before the 150: a small download whose client is
+                // already connected is done by then, and the 150 and 226
+                // leave in one write (one packet fewer per file). Whatever
+                // waits (a client that connects only after the 150, a TLS
+                // handshake, a big file) gets its 150 now.
+                let first_poll = std::future::poll_fn(|cx| Poll::Ready(task.as_mut().poll(cx))).await;
+                let running = RunningTransfer {
+                    task: SyncWrapper::new(task),
                     progress,
                     description: start.description,
                     done_text: start.done_text,
                     partial: start.partial,
-                });
+                };
+                match first_poll {
+                    Poll::Ready(outcome) => {
+                        let last = running.outcome_reply(outcome).await;
+                        let mut wire = start.preliminary.to_wire();
+                        wire.extend_from_slice(&last.to_wire());
+                        self.writer.write_all(&wire).await?;
+                    }
+                    Poll::Pending => {
+                        self.send(&start.preliminary).await?;
+                        self.transfer = Some(running);
+                    }
+                }
             }
         }
         Ok(Flow::Continue)
@@ -579,5 +638,26 @@ impl Session {
 
     async fn send(&mut self, reply: &Reply) -> io::Result<()> {
         self.writer.write_all(&reply.to_wire()).await
+    }
+
+    /// Sends the last reply (221) and closes our side. On a plain
+    /// connection the reply goes with MSG_MORE, so it waits in the socket
+    /// and leaves in one packet with the FIN: one packet fewer per session.
+    async fn send_last(&mut self, reply: &Reply) -> io::Result<()> {
+        let wire = reply.to_wire();
+        let mut unsent: &[u8] = &wire;
+        if let ControlWriter::Plain(plain) = &self.writer {
+            let tcp: &TcpStream = plain.as_ref();
+            let flags = rustix::net::SendFlags::MORE | rustix::net::SendFlags::NOSIGNAL;
+            let sent = tcp.try_io(tokio::io::Interest::WRITABLE, || {
+                rustix::net::send(tcp, unsent, flags).map_err(io::Error::from)
+            });
+            if let Ok(n) = sent {
+                unsent = &unsent[n..];
+            }
+        }
+        self.writer.write_all(unsent).await?;
+        let _ = self.writer.shutdown().await;
+        Ok(())
     }
 }

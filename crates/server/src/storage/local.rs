@@ -28,7 +28,7 @@ use cap_std::fs::{Dir, DirBuilder, Metadata, OpenOptions, Permissions};
 use cap_std::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use ferroftp_proto::listing::{EntryFacts, EntryKind};
 
-use super::{Reader, Storage, StorageError, WriteMode, Writer};
+use super::{OpenFile, Reader, Storage, StorageError, WriteMode, Writer};
 use crate::path::VirtualPath;
 
 /// A directory on the local filesystem.
@@ -133,25 +133,27 @@ impl Storage for LocalFs {
         .await
     }
 
-    async fn open_read(&self, path: &VirtualPath, offset: u64) -> Result<Reader, StorageError> {
+    async fn open_read(&self, path: &VirtualPath, offset: u64) -> Result<OpenFile, StorageError> {
         let rel = path.relative();
-        let file = self
+        let (file, size) = self
             .reading(move |root| {
                 let mut file = root.open(&rel)?.into_std();
-                if file.metadata()?.is_dir() {
+                let meta = file.metadata()?;
+                if meta.is_dir() {
                     return Err(io::Error::from(io::ErrorKind::IsADirectory));
                 }
                 if offset > 0 {
                     file.seek(SeekFrom::Start(offset))?;
                 }
-                Ok(file)
+                Ok((file, meta.len()))
             })
             .await?;
-        Ok(if self.thread_pool {
+        let reader = if self.thread_pool {
             Reader::Stream(Box::new(tokio::fs::File::from_std(file)))
         } else {
             Reader::File(file)
-        })
+        };
+        Ok(OpenFile { reader, size })
     }
 
     async fn open_write(&self, path: &VirtualPath, mode: WriteMode, umask: u32) -> Result<Writer, StorageError> {
@@ -266,9 +268,10 @@ mod tests {
         std::fs::write(root.path().join("f"), b"0123456789").unwrap();
         let fs = LocalFs::open(root.path(), false).unwrap();
         let p = VirtualPath::root().resolve("f");
-        let mut r = fs.open_read(&p, 4).await.unwrap();
+        let mut opened = fs.open_read(&p, 4).await.unwrap();
+        assert_eq!(opened.size, 10, "the whole file's size, not what is left after the offset");
         let mut s = Vec::new();
-        r.read_to_end(&mut s).await.unwrap();
+        opened.reader.read_to_end(&mut s).await.unwrap();
         assert_eq!(s, b"456789");
         let mut w = fs.open_write(&p, WriteMode::At(3), 0o022).await.unwrap();
         tokio::io::AsyncWriteExt::write_all(&mut w, b"xy").await.unwrap();

@@ -37,6 +37,15 @@ impl Reader {
     }
 }
 
+/// A file opened for reading, with its size (one open and one stat: a
+/// download needs no separate metadata call).
+pub struct OpenFile {
+    /// The bytes, from the offset asked for.
+    pub reader: Reader,
+    /// The whole file's size when opened.
+    pub size: u64,
+}
+
 /// A byte stream written to storage.
 pub type Writer = Box<dyn AsyncWrite + Send + Unpin>;
 
@@ -155,8 +164,9 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     async fn metadata(&self, path: &VirtualPath) -> Result<EntryFacts, StorageError>;
     /// The entries of a directory, sorted by name.
     async fn list(&self, path: &VirtualPath) -> Result<Vec<EntryFacts>, StorageError>;
-    /// Opens a file for reading from `offset`.
-    async fn open_read(&self, path: &VirtualPath, offset: u64) -> Result<Reader, StorageError>;
+    /// Opens a file for reading from `offset`; a directory is
+    /// [`StorageError::IsADirectory`].
+    async fn open_read(&self, path: &VirtualPath, offset: u64) -> Result<OpenFile, StorageError>;
     /// Opens a file for writing; `umask` clears bits of a new file's mode.
     async fn open_write(&self, path: &VirtualPath, mode: WriteMode, umask: u32) -> Result<Writer, StorageError>;
     /// Creates a directory.

@@ -103,6 +103,29 @@ fn passive_connection_from_a_foreign_address_is_refused() {
 }
 
 #[test]
+fn a_foreign_connection_already_queued_before_retr_is_skipped() {
+    // The server takes a waiting connection straight from the accept queue
+    // (no wait); the peer check must hold there too.
+    let server = TestServer::start();
+    std::fs::write(server.path("secret"), b"only for the client").unwrap();
+    let mut c = server.login();
+    let addr = c.pasv();
+    let mut thief = connect_from_foreign_host(addr);
+    let mut data = TcpStream::connect(addr).unwrap();
+    data.set_read_timeout(Some(TIMEOUT)).unwrap();
+    c.send("RETR secret");
+    assert_eq!(c.reply().0, 150);
+    let mut got = Vec::new();
+    data.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"only for the client");
+    assert_eq!(c.reply().0, 226);
+    thief.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut stolen = Vec::new();
+    let _ = thief.read_to_end(&mut stolen);
+    assert!(stolen.is_empty(), "the thief got {stolen:?}");
+}
+
+#[test]
 fn passive_peer_check_can_be_turned_off_for_proxies() {
     let server = TestServer::start_with(|f| f.passive_peer_check = Some(false));
     std::fs::write(server.path("f"), b"via proxy").unwrap();

@@ -65,6 +65,33 @@ fn not_logging_in_in_time_closes_the_connection() {
 }
 
 #[test]
+fn rein_starts_the_login_clock_again() {
+    // The session keeps one timer; REIN brings its deadline nearer (from
+    // the idle timeout to the login timeout), and the timer must follow.
+    let server = TestServer::start_with(|f| f.login_timeout = Some(1));
+    let mut c = server.login();
+    c.ok("REIN", 220);
+    let (code, text) = c.reply();
+    assert_eq!(code, 421, "{text}");
+    assert!(text.contains("not logged in in time"), "{text}");
+}
+
+#[test]
+fn activity_moves_the_idle_deadline() {
+    // The timer is moved lazily: when it fires early it must re-arm, not
+    // close a session that was busy.
+    let server = TestServer::start_with(|f| f.idle_timeout = Some(2));
+    let mut c = server.login();
+    for _ in 0..3 {
+        std::thread::sleep(std::time::Duration::from_millis(1200));
+        c.ok("NOOP", 200);
+    }
+    let (code, text) = c.reply();
+    assert_eq!(code, 421, "{text}");
+    assert!(text.contains("idle too long"), "{text}");
+}
+
+#[test]
 fn repeated_failed_logins_close_the_connection() {
     let server = TestServer::start_with(|f| {
         f.anonymous = Some(false);
