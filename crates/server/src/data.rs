@@ -9,7 +9,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rand::Rng;
@@ -59,8 +59,8 @@ pub enum DataError {
 pub enum DataSetup {
     /// We listen; the client connects (PASV/EPSV).
     Passive {
-        /// The bound listener.
-        listener: PassiveListener,
+        /// The bound listener, shared with the session that keeps it.
+        listener: Arc<PassiveListener>,
         /// Only connections from this IP are accepted, if set.
         expected_peer: Option<IpAddr>,
     },
@@ -131,13 +131,37 @@ fn bind_reusable(ip: IpAddr, port: u16) -> std::io::Result<PassiveListener> {
 }
 
 /// A bound passive listener and its port.
+///
+/// A session keeps its listener for the next PASV for a few seconds
+/// (binding a new one cost five system calls per file); connections left
+/// from an earlier PASV are dropped first ([`PassiveListener::drain`]).
 #[derive(Debug)]
 pub struct PassiveListener {
-    /// The listening socket, non-blocking, not yet registered with the
-    /// runtime.
+    /// The listening socket, non-blocking, registered with the runtime
+    /// only while a transfer waits for its connection.
     socket: OwnedFd,
     /// The port it listens on.
     pub port: u16,
+}
+
+impl PassiveListener {
+    /// Drops connections still waiting from an earlier PASV, so the next
+    /// transfer takes a connection made for it.
+    pub fn drain(&self) {
+        while accept_now(&self.socket).is_ok_and(|c| c.is_some()) {}
+    }
+}
+
+/// Takes a waiting connection without waiting: `None` when there is none.
+fn accept_now(listener: &OwnedFd) -> std::io::Result<Option<(std::net::TcpStream, Option<SocketAddr>)>> {
+    loop {
+        match net::acceptfrom_with(listener, net::SocketFlags::NONBLOCK | net::SocketFlags::CLOEXEC) {
+            Ok((stream, from)) => return Ok(Some((stream.into(), from.and_then(|a| SocketAddr::try_from(a).ok())))),
+            Err(rustix::io::Errno::AGAIN) => return Ok(None),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// An opened data connection.
@@ -200,37 +224,36 @@ impl DataSetup {
     pub async fn open(self, limit: Duration) -> Result<DataConn, DataError> {
         let deadline = Instant::now() + limit;
         match self {
-            DataSetup::Passive { listener: PassiveListener { socket, port }, expected_peer } => {
-                let is_expected = |from: SocketAddr| match expected_peer {
+            DataSetup::Passive { listener, expected_peer } => {
+                let is_expected = |from: Option<SocketAddr>| match (expected_peer, from) {
                     // SECURITY: data-connection theft. Someone else who
                     // guesses the passive port must not get the data.
-                    Some(ip) if ip != from.ip().to_canonical() => {
+                    (Some(ip), Some(from)) if ip != from.ip().to_canonical() => {
                         tracing::warn!(%from, expected = %ip, "passive data connection from a foreign address refused");
                         false
                     }
+                    (Some(_), None) => false,
                     _ => true,
                 };
                 // Usually the client has connected already.
-                loop {
-                    match net::acceptfrom_with(&socket, net::SocketFlags::NONBLOCK | net::SocketFlags::CLOEXEC) {
-                        Ok((stream, from)) => {
-                            let from = from.and_then(|a| SocketAddr::try_from(a).ok());
-                            if from.is_some_and(is_expected) {
-                                return Ok(DataConn::Unregistered(stream.into()));
-                            }
-                        }
-                        Err(rustix::io::Errno::AGAIN) => break,
-                        Err(rustix::io::Errno::INTR) => {}
-                        Err(e) => return Err(DataError::Accept(e.into())),
+                while let Some((stream, from)) = accept_now(&listener.socket).map_err(DataError::Accept)? {
+                    if is_expected(from) {
+                        return Ok(DataConn::Unregistered(stream));
                     }
                 }
-                let listener = TcpListener::from_std(socket.into()).map_err(DataError::Accept)?;
+                // Not yet: wait with the runtime, on a duplicate of the
+                // socket (closing it leaves the session's listener open).
+                let port = listener.port;
+                let duplicate =
+                    rustix::io::fcntl_dupfd_cloexec(&listener.socket, 0).map_err(|e| DataError::Accept(e.into()))?;
+                let waiting =
+                    TcpListener::from_std(std::net::TcpListener::from(duplicate)).map_err(DataError::Accept)?;
                 loop {
-                    let accepted = timeout_at(deadline, listener.accept())
+                    let (stream, from) = timeout_at(deadline, waiting.accept())
                         .await
-                        .map_err(|_| DataError::AcceptTimeout { port, secs: limit.as_secs() })?;
-                    let (stream, from) = accepted.map_err(DataError::Accept)?;
-                    if is_expected(from) {
+                        .map_err(|_| DataError::AcceptTimeout { port, secs: limit.as_secs() })?
+                        .map_err(DataError::Accept)?;
+                    if is_expected(Some(from)) {
                         return Ok(DataConn::Registered(stream));
                     }
                 }

@@ -5,12 +5,14 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use tokio::time::Instant;
+
 use ferroftp_proto::hostport::{self, EpsvArg};
 use ferroftp_proto::listing::{ls_line, mdtm_timestamp, EntryKind};
 use ferroftp_proto::reply::quote_path;
 use ferroftp_proto::{code, Command, Password, Reply, SiteCommand, TransferType};
 
-use super::{Action, Login, LoginState, Session, TransferStart, DEFAULT_UMASK};
+use super::{Action, KeptListener, Login, LoginState, Session, TransferStart, DEFAULT_UMASK, PASSIVE_KEEP};
 use crate::auth::ANONYMOUS_NAMES;
 use crate::config::PartialUploads;
 use crate::data::{listen_passive, DataSetup};
@@ -605,10 +607,22 @@ impl Session {
 
     async fn bind_passive(&mut self) -> Result<u16, Action> {
         self.data = None;
-        let listener = listen_passive(self.local.ip(), self.ctx.config.passive_ports.as_ref())
-            .await
-            .map_err(|e| reply(code::CANT_OPEN_DATA, format!("Cannot open passive connection: {e}.")))?;
+        let listener = match self.passive.take() {
+            // The listener of the last PASV, minus any connection left in
+            // its queue.
+            Some(kept) => {
+                kept.listener.drain();
+                kept.listener
+            }
+            None => Arc::new(
+                listen_passive(self.local.ip(), self.ctx.config.passive_ports.as_ref())
+                    .await
+                    .map_err(|e| reply(code::CANT_OPEN_DATA, format!("Cannot open passive connection: {e}.")))?,
+            ),
+        };
         let port = listener.port;
+        self.passive =
+            Some(KeptListener { listener: Arc::clone(&listener), release_at: Instant::now() + PASSIVE_KEEP });
         let expected_peer = self.ctx.config.passive_peer_check.then(|| self.peer.ip());
         self.data = Some(DataSetup::Passive { listener, expected_peer });
         Ok(port)

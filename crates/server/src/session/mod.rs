@@ -29,7 +29,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::data::DataSetup;
+use crate::data::{DataSetup, PassiveListener};
 use crate::hashing::HashAlgorithm;
 use crate::limits::UserSlot;
 use crate::path::VirtualPath;
@@ -93,6 +93,20 @@ struct Login {
 }
 
 /// A transfer running beside the control loop.
+/// How long a session keeps its passive listener after a PASV, for the
+/// next one: a client fetching many small files reuses one port instead of
+/// binding a new one per file (five system calls each), and an idle session
+/// does not hold a port of the passive range for long.
+pub(crate) const PASSIVE_KEEP: Duration = Duration::from_secs(2);
+
+/// A passive listener kept for the next PASV.
+pub(crate) struct KeptListener {
+    /// The listener.
+    pub listener: Arc<PassiveListener>,
+    /// When it is closed if no PASV took it again.
+    pub release_at: Instant,
+}
+
 /// A transfer in progress; it yields the bytes moved.
 type TransferFuture = Pin<Box<dyn Future<Output = Result<u64, TransferError>> + Send>>;
 
@@ -196,6 +210,8 @@ pub(crate) struct Session {
     rename_from: Option<VirtualPath>,
     /// How the next data connection opens.
     data: Option<DataSetup>,
+    /// The last passive listener, kept a while for the next PASV.
+    passive: Option<KeptListener>,
     /// After EPSV ALL only EPSV may set up data connections.
     epsv_all: bool,
     /// Mask for new files and directories (SITE UMASK).
@@ -296,6 +312,7 @@ pub(crate) async fn serve(
         restart_offset: 0,
         rename_from: None,
         data: None,
+        passive: None,
         epsv_all: false,
         umask: DEFAULT_UMASK,
         idle_timeout,
@@ -405,7 +422,7 @@ impl Session {
         // deadline comes nearer (SITE IDLE, REIN). A new timer per command
         // woke the runtime's other thread for every command (measured: one
         // eventfd write and two context switches per reply).
-        let timer = tokio::time::sleep_until(self.login_deadline.map_or(deadline, |d| d.min(deadline)));
+        let timer = tokio::time::sleep_until(self.next_deadline(deadline));
         tokio::pin!(timer);
         // Clients send IAC IP, then the Synch (IAC DM with DM as TCP urgent
         // data), then ABOR. Edge-triggered epoll can miss the readiness of
@@ -476,7 +493,7 @@ impl Session {
             }
             let may_read = queue.len() < MAX_QUEUED_LINES;
             let transferring = self.transfer.is_some();
-            let due = self.login_deadline.map_or(deadline, |d| d.min(deadline));
+            let due = self.next_deadline(deadline);
             if due < timer.deadline() {
                 timer.as_mut().reset(due);
             }
@@ -497,8 +514,12 @@ impl Session {
                     deadline = Instant::now() + self.idle_timeout;
                 }
                 () = &mut timer, if !transferring => {
-                    if Instant::now() < due {
-                        timer.as_mut().reset(due);
+                    let now = Instant::now();
+                    if self.passive.as_ref().is_some_and(|p| p.release_at <= now) {
+                        self.passive = None;
+                    }
+                    if now < self.login_deadline.map_or(deadline, |d| d.min(deadline)) {
+                        timer.as_mut().reset(self.next_deadline(deadline));
                         continue;
                     }
                     let text = if self.login_deadline.is_some_and(|d| d <= Instant::now()) {
@@ -531,6 +552,13 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// When the session's timer must next fire: the login or idle
+    /// deadline, or the release of a kept passive listener.
+    fn next_deadline(&self, idle_deadline: Instant) -> Instant {
+        let due = self.login_deadline.map_or(idle_deadline, |d| d.min(idle_deadline));
+        self.passive.as_ref().map_or(due, |p| p.release_at.min(due))
     }
 
     /// Commands answered at once while a transfer runs: ABOR and STAT.

@@ -126,6 +126,35 @@ fn a_foreign_connection_already_queued_before_retr_is_skipped() {
 }
 
 #[test]
+fn a_session_reuses_its_passive_port_drops_stale_connections_and_lets_it_go() {
+    let server = TestServer::start();
+    std::fs::write(server.path("f"), b"fresh").unwrap();
+    let mut c = server.login();
+    let first = c.pasv();
+    // A connection made for the first PASV and never used...
+    let mut stale = TcpStream::connect(first).unwrap();
+    stale.set_read_timeout(Some(TIMEOUT)).unwrap();
+    // ...must not be the one the next transfer takes.
+    let second = c.pasv();
+    assert_eq!(second, first, "the session's listener is kept for the next PASV");
+    let mut data = TcpStream::connect(second).unwrap();
+    data.set_read_timeout(Some(TIMEOUT)).unwrap();
+    c.send("RETR f");
+    assert_eq!(c.reply().0, 150);
+    let mut got = Vec::new();
+    data.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"fresh");
+    assert_eq!(c.reply().0, 226);
+    let mut leftover = Vec::new();
+    let _ = stale.read_to_end(&mut leftover);
+    assert!(leftover.is_empty(), "the stale connection got {leftover:?}");
+    // An idle session lets the port go after a while.
+    std::thread::sleep(std::time::Duration::from_millis(3000));
+    c.ok("NOOP", 200);
+    assert!(TcpStream::connect(first).is_err(), "port {} is still listening", first.port());
+}
+
+#[test]
 fn passive_peer_check_can_be_turned_off_for_proxies() {
     let server = TestServer::start_with(|f| f.passive_peer_check = Some(false));
     std::fs::write(server.path("f"), b"via proxy").unwrap();
