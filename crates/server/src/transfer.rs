@@ -71,11 +71,12 @@ impl PartialUpload {
 
 /// Size of the copy buffer.
 const CHUNK: usize = 64 * 1024;
-/// Size of the upload buffer: each write to storage costs a hop to the
-/// blocking pool, so uploads move bigger chunks. Measured on loopback: a
+/// Size of an upload batch: each write to storage costs a hop to the
+/// blocking pool, so uploads move big batches. Measured on loopback: a
 /// 1 GiB STOR went from 317-527 MB/s to 788-932 MB/s, and server CPU from
-/// 1.6-3.1 s to 0.9-1.0 s (docs/BENCHMARKS.md).
-const RECEIVE_CHUNK: usize = 256 * 1024;
+/// 1.6-3.1 s to 0.9-1.0 s, going from 64 KiB to 256 KiB
+/// (docs/BENCHMARKS.md). Two batches at most per upload are in memory.
+const RECEIVE_BATCH: usize = 256 * 1024;
 
 /// What a transfer moves.
 pub enum Job {
@@ -104,10 +105,9 @@ pub enum Job {
 }
 
 /// The rename that completes an atomic upload: the temporary file takes
-/// the target's name only once every byte is written.
+/// the target's name only once every byte is written (beneath the root the
+/// upload's file was opened in).
 pub struct Commit {
-    /// Where the files are.
-    pub storage: Arc<dyn Storage>,
     /// The temporary file written.
     pub temp: VirtualPath,
     /// Its final name.
@@ -349,56 +349,167 @@ pub async fn run(
             data.shutdown().await.map_err(TransferError::Network)?;
             Ok(total)
         }
-        Job::Receive { mut sink, ascii, commit, charge } => {
-            let mut buf = vec![0u8; if rate.is_some() { chunk } else { RECEIVE_CHUNK }];
-            let mut converter = ascii.then(ascii::FromWire::default);
-            let mut converted = Vec::new();
-            let mut total = 0u64;
-            loop {
-                let n = data.read(&mut buf).await.map_err(TransferError::Network)?;
-                let disk: &[u8] = match converter.as_mut() {
-                    Some(c) => {
-                        converted.clear();
-                        if n == 0 {
-                            c.finish(&mut converted);
-                        } else {
-                            c.convert(&buf[..n], &mut converted);
-                        }
-                        &converted
-                    }
-                    None => &buf[..n],
-                };
-                // SECURITY: quotas. Charge before writing, so an upload stops
-                // at the limit instead of filling the disk first.
-                if let Some(c) = &charge {
-                    if !c.charge(disk.len() as u64) {
-                        return Err(TransferError::Storage(StorageError::QuotaExceeded));
-                    }
+        Job::Receive { sink, ascii, commit, charge } => {
+            let mut sink = Sink { idle: Some((sink, Vec::new())), writing: None };
+            let limits = ReceiveLimits {
+                batch: if rate.is_some() { chunk } else { RECEIVE_BATCH },
+                wire: if rate.is_some() { chunk } else { RECEIVE_WIRE_MAX },
+            };
+            let received =
+                receive(&mut data, &mut sink, ascii, charge.as_deref(), limits, &progress, throttle.as_ref()).await;
+            let (total, last) = match received {
+                Ok(done) => done,
+                Err(e) => {
+                    // Let a running write end before the partial file is
+                    // settled (kept, cut back or deleted).
+                    let _ = sink.settle().await;
+                    return Err(e);
                 }
-                sink.write_all(disk).await.map_err(|e| TransferError::Storage(e.into()))?;
-                if n == 0 {
-                    break;
-                }
-                total += n as u64;
-                progress.store(total, Ordering::Relaxed);
-                if let Some(t) = &throttle {
-                    t.pace(total).await;
-                }
-            }
-            sink.flush().await.map_err(|e| TransferError::Storage(e.into()))?;
-            sink.shutdown().await.map_err(|e| TransferError::Storage(e.into()))?;
-            drop(sink);
+            };
+            sink.finish(last, commit.map(|c| (c.temp, c.target))).await?;
             // Answer the client's close: for TLS this is our close_notify,
             // which clients that close both ways (ftplib) wait for. Every
             // byte is already in, so a client that has gone is no error.
             let _ = data.shutdown().await;
-            if let Some(c) = commit {
-                c.storage.rename(&c.temp, &c.target).await.map_err(TransferError::Storage)?;
-            }
             if let Some(c) = &charge {
                 c.completed();
             }
             Ok(total)
         }
+    }
+}
+
+/// Sizes of an upload's buffers.
+#[derive(Clone, Copy)]
+struct ReceiveLimits {
+    /// Bytes gathered before a write to the file.
+    batch: usize,
+    /// Most bytes one read from the data connection takes.
+    wire: usize,
+}
+
+/// First size of the buffer uploads are read into; it doubles while reads
+/// fill it, up to [`ReceiveLimits::wire`], so a small upload does not
+/// allocate and clear 256 KiB.
+const RECEIVE_WIRE_START: usize = 16 * 1024;
+/// Largest read from an upload's data connection.
+const RECEIVE_WIRE_MAX: usize = 256 * 1024;
+
+/// Reads an upload to its end, writing full batches as they fill and
+/// whatever has arrived whenever the client pauses, so a broken or aborted
+/// upload keeps every byte that came in (for resuming) and the disk write
+/// overlaps the wait. Returns the bytes read and the last, unwritten batch.
+async fn receive(
+    data: &mut Box<dyn DataIo>,
+    sink: &mut Sink,
+    ascii: bool,
+    charge: Option<&UploadCharge>,
+    limits: ReceiveLimits,
+    progress: &AtomicU64,
+    throttle: Option<&Throttle>,
+) -> Result<(u64, Vec<u8>), TransferError> {
+    let mut wire = vec![0u8; RECEIVE_WIRE_START.min(limits.wire)];
+    let mut batch = Vec::new();
+    let mut converter = ascii.then(ascii::FromWire::default);
+    let mut total = 0u64;
+    loop {
+        let n = match read_now(data.as_mut(), &mut wire).await.map_err(TransferError::Network)? {
+            Some(n) => n,
+            None => {
+                if !batch.is_empty() {
+                    batch = sink.write(batch).await?;
+                }
+                data.read(&mut wire).await.map_err(TransferError::Network)?
+            }
+        };
+        let before = batch.len();
+        match converter.as_mut() {
+            Some(c) if n == 0 => c.finish(&mut batch),
+            Some(c) => c.convert(&wire[..n], &mut batch),
+            None => batch.extend_from_slice(&wire[..n]),
+        }
+        // SECURITY: quotas. Charge before writing, so an upload stops at
+        // the limit instead of filling the disk first.
+        if let Some(c) = charge {
+            if !c.charge((batch.len() - before) as u64) {
+                return Err(TransferError::Storage(StorageError::QuotaExceeded));
+            }
+        }
+        if n == 0 {
+            return Ok((total, batch));
+        }
+        total += n as u64;
+        progress.store(total, Ordering::Relaxed);
+        if n == wire.len() && wire.len() < limits.wire {
+            wire.resize((wire.len() * 2).min(limits.wire), 0);
+        }
+        if batch.len() >= limits.batch {
+            batch = sink.write(batch).await?;
+        }
+        if let Some(t) = throttle {
+            t.pace(total).await;
+        }
+    }
+}
+
+/// Reads what the connection has now: `None` when nothing has arrived yet
+/// (the task's waker is registered, as for any read). Dropping a pending
+/// read is safe: it has taken nothing.
+async fn read_now(data: &mut dyn DataIo, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    std::future::poll_fn(|cx| {
+        let mut read = tokio::io::ReadBuf::new(buf);
+        match std::pin::Pin::new(&mut *data).poll_read(cx, &mut read) {
+            std::task::Poll::Ready(Ok(())) => std::task::Poll::Ready(Ok(Some(read.filled().len()))),
+            std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
+            std::task::Poll::Pending => std::task::Poll::Ready(Ok(None)),
+        }
+    })
+    .await
+}
+
+/// The upload's file and a buffer free for the next batch.
+type Spare = (Writer, Vec<u8>);
+
+/// An upload's file as the receive loop drives it: at most one batch is
+/// being written on the blocking pool while the next is read.
+struct Sink {
+    /// The file and a spare buffer, when no write is running.
+    idle: Option<Spare>,
+    /// The write running on the blocking pool; it hands both back.
+    writing: Option<tokio::task::JoinHandle<io::Result<Spare>>>,
+}
+
+impl Sink {
+    /// Waits for the running write, if any; the file and a spare buffer.
+    async fn settle(&mut self) -> Result<Spare, TransferError> {
+        if let Some(running) = self.writing.take() {
+            let done = running.await.map_err(|e| TransferError::Storage(StorageError::Io(io::Error::other(e))))?;
+            return done.map_err(|e| TransferError::Storage(e.into()));
+        }
+        self.idle.take().ok_or_else(|| TransferError::Storage(StorageError::Io(io::Error::other("upload file lost"))))
+    }
+
+    /// Starts writing a full batch; returns an empty buffer for the next.
+    async fn write(&mut self, batch: Vec<u8>) -> Result<Vec<u8>, TransferError> {
+        let (mut file, mut spare) = self.settle().await?;
+        self.writing = Some(tokio::task::spawn_blocking(move || {
+            file.write_all(&batch)?;
+            Ok((file, batch))
+        }));
+        spare.clear();
+        Ok(spare)
+    }
+
+    /// Writes the last bytes, closes the file and renames it into place
+    /// (temporary name, final name): one trip to the blocking pool.
+    async fn finish(mut self, last: Vec<u8>, rename: Option<(VirtualPath, VirtualPath)>) -> Result<(), TransferError> {
+        let (mut file, _) = self.settle().await?;
+        let done = tokio::task::spawn_blocking(move || {
+            file.write_all(&last)?;
+            file.finish(rename.as_ref().map(|(from, to)| (from, to)))
+        })
+        .await
+        .map_err(|e| TransferError::Storage(StorageError::Io(io::Error::other(e))))?;
+        done.map_err(|e| TransferError::Storage(e.into()))
     }
 }

@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 use async_trait::async_trait;
 use ferroftp_proto::code;
 use ferroftp_proto::listing::EntryFacts;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::path::VirtualPath;
 
@@ -46,8 +46,7 @@ pub struct OpenFile {
     pub size: u64,
 }
 
-/// A byte stream written to storage.
-pub type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+pub use local::Writer;
 
 // Local files are read in place: a read of the page cache takes
 // microseconds, far less than handing it to another thread and back
