@@ -12,12 +12,15 @@
 //! download; docs/BENCHMARKS.md). With `storage_thread_pool` they run on
 //! the blocking pool too, for roots on a network filesystem that can stall.
 //!
-//! Calls that change the filesystem always run on the blocking pool: they
-//! can wait for the disk. ext4 writes a file's data out when it is renamed
+//! Calls that change the filesystem run on the blocking pool: they can
+//! wait for the disk. ext4 writes a file's data out when it is renamed
 //! over another (`auto_da_alloc`), which made the atomic-upload rename
 //! block for milliseconds (seen in perf: `ext4_rename` ->
 //! `filemap_fdatawrite`), and writes can be throttled when dirty pages
-//! pile up. In place, that would stall every session on the thread.
+//! pile up. In place, that would stall every session on the thread. One
+//! exception: creating a new, empty file (`WriteMode::CreateNew`, the
+//! atomic upload's temporary file) has no data to flush and runs like a
+//! read; it saved 12% of the server's CPU per small upload.
 
 use std::io::{self, Seek, SeekFrom};
 use std::path::Path;
