@@ -4,6 +4,8 @@
 //! Listings are built here from plain facts about each entry, never inside
 //! a storage backend, so every backend lists the same way.
 
+use std::fmt::Write as _;
+
 /// What kind of entry a listing line describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {
@@ -32,9 +34,26 @@ pub struct EntryFacts {
     pub mode: u32,
     /// Hard link count.
     pub nlink: u64,
-    /// An identifier stable for the entry's life (device and inode), for
-    /// the MLSx `unique` fact.
-    pub unique: Option<String>,
+    /// An identifier stable for the entry's life, for the MLSx `unique`
+    /// fact.
+    pub unique: Option<UniqueId>,
+}
+
+/// A file's identity on its host: device and inode, shown as the MLSx
+/// `unique` fact (`801g1f`). Kept as numbers and formatted only when a
+/// listing shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UniqueId {
+    /// The device number.
+    pub device: u64,
+    /// The inode number.
+    pub inode: u64,
+}
+
+impl std::fmt::Display for UniqueId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:x}g{:x}", self.device, self.inode)
+    }
 }
 
 const SIX_MONTHS: i64 = 182 * 24 * 3600;
@@ -132,8 +151,23 @@ pub const MLSX_FACTS: [&str; 6] = ["type", "size", "modify", "perm", "unique", "
 /// `cdir` for the listed directory itself; `perm` is the perm fact.
 pub fn mlsx_line(entry: &EntryFacts, facts: &[&str], kind_override: Option<&str>, perm: &str, name: &str) -> String {
     let mut out = String::with_capacity(96);
+    write_mlsx_line(&mut out, entry, facts, kind_override, perm, name);
+    out
+}
+
+/// [`mlsx_line`], appended to `out` (a listing of thousands of entries is
+/// written into one buffer).
+pub fn write_mlsx_line(
+    out: &mut String,
+    entry: &EntryFacts,
+    facts: &[&str],
+    kind_override: Option<&str>,
+    perm: &str,
+    name: &str,
+) {
+    // Writing to a String cannot fail.
     for fact in facts {
-        match *fact {
+        let _ = match *fact {
             "type" => {
                 let kind = kind_override.unwrap_or(match entry.kind {
                     EntryKind::File => "file",
@@ -141,23 +175,28 @@ pub fn mlsx_line(entry: &EntryFacts, facts: &[&str], kind_override: Option<&str>
                     EntryKind::Symlink => "OS.unix=symlink",
                     EntryKind::Other => "OS.unix=special",
                 });
-                out.push_str(&format!("type={kind};"));
+                write!(out, "type={kind};")
             }
-            "size" if entry.kind == EntryKind::File => out.push_str(&format!("size={};", entry.size)),
-            "modify" => out.push_str(&format!("modify={};", mdtm_timestamp(entry.modified))),
-            "perm" => out.push_str(&format!("perm={perm};")),
-            "unique" => {
-                if let Some(u) = &entry.unique {
-                    out.push_str(&format!("unique={u};"));
-                }
+            "size" if entry.kind == EntryKind::File => write!(out, "size={};", entry.size),
+            "modify" => {
+                let t = CivilTime::from_unix(entry.modified);
+                write!(
+                    out,
+                    "modify={:04}{:02}{:02}{:02}{:02}{:02};",
+                    t.year, t.month, t.day, t.hour, t.minute, t.second
+                )
             }
-            "UNIX.mode" => out.push_str(&format!("UNIX.mode=0{:o};", entry.mode)),
-            _ => {}
-        }
+            "perm" => write!(out, "perm={perm};"),
+            "unique" => match &entry.unique {
+                Some(u) => write!(out, "unique={u};"),
+                None => Ok(()),
+            },
+            "UNIX.mode" => write!(out, "UNIX.mode=0{:o};", entry.mode),
+            _ => Ok(()),
+        };
     }
     out.push(' ');
     out.push_str(name);
-    out
 }
 
 /// The `YYYYMMDDHHMMSS` timestamp of MDTM (RFC 3659), in UTC.
@@ -166,9 +205,8 @@ pub fn mdtm_timestamp(secs: i64) -> String {
     format!("{:04}{:02}{:02}{:02}{:02}{:02}", t.year, t.month, t.day, t.hour, t.minute, t.second)
 }
 
-fn mode_string(kind: EntryKind, mode: u32) -> String {
-    let mut s = String::with_capacity(10);
-    s.push(match kind {
+fn push_mode_string(out: &mut String, kind: EntryKind, mode: u32) {
+    out.push(match kind {
         EntryKind::Directory => 'd',
         EntryKind::Symlink => 'l',
         EntryKind::File => '-',
@@ -186,9 +224,8 @@ fn mode_string(kind: EntryKind, mode: u32) -> String {
         (0o001, 'x'),
     ];
     for (bit, ch) in bits {
-        s.push(if mode & bit != 0 { ch } else { '-' });
+        out.push(if mode & bit != 0 { ch } else { '-' });
     }
-    s
 }
 
 /// One `ls -l` style line, as vsftpd and the seed's listing show it:
@@ -197,20 +234,26 @@ fn mode_string(kind: EntryKind, mode: u32) -> String {
 /// of the time. Owner and group are always shown as `ftp`, so a listing
 /// never reveals the server's local accounts.
 pub fn ls_line(entry: &EntryFacts, now: i64) -> String {
+    let mut out = String::with_capacity(64 + entry.name.len());
+    write_ls_line(&mut out, entry, now);
+    out
+}
+
+/// [`ls_line`], appended to `out` without allocating (a listing of
+/// thousands of entries is written into one buffer).
+pub fn write_ls_line(out: &mut String, entry: &EntryFacts, now: i64) {
     let t = CivilTime::from_unix(entry.modified);
-    let when = if entry.modified > now + 3600 || now - entry.modified > SIX_MONTHS {
-        format!("{} {:>2}  {:>4}", MONTHS[(t.month - 1) as usize], t.day, t.year)
+    let month = MONTHS[(t.month - 1) as usize];
+    push_mode_string(out, entry.kind, entry.mode);
+    // Writing to a String cannot fail.
+    let _ = write!(out, " {:>4} ftp      ftp      {:>12} {month} {:>2} ", entry.nlink, entry.size, t.day);
+    let _ = if entry.modified > now + 3600 || now - entry.modified > SIX_MONTHS {
+        write!(out, " {:>4}", t.year)
     } else {
-        format!("{} {:>2} {:02}:{:02}", MONTHS[(t.month - 1) as usize], t.day, t.hour, t.minute)
+        write!(out, "{:02}:{:02}", t.hour, t.minute)
     };
-    format!(
-        "{} {:>4} ftp      ftp      {:>12} {} {}",
-        mode_string(entry.kind, entry.mode),
-        entry.nlink,
-        entry.size,
-        when,
-        entry.name
-    )
+    out.push(' ');
+    out.push_str(&entry.name);
 }
 
 #[cfg(test)]
@@ -244,7 +287,7 @@ mod tests {
             modified: 1_795_533_376,
             mode: 0o644,
             nlink: 1,
-            unique: Some("801g1f".into()),
+            unique: Some(UniqueId { device: 0x801, inode: 0x1f }),
         };
         assert_eq!(
             mlsx_line(&e, &MLSX_FACTS, None, "adfrw", "a b.txt"),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use ferroftp_proto::hostport::{self, EpsvArg};
-use ferroftp_proto::listing::{ls_line, mdtm_timestamp, EntryKind};
+use ferroftp_proto::listing::{mdtm_timestamp, write_ls_line, EntryKind};
 use ferroftp_proto::reply::quote_path;
 use ferroftp_proto::{code, Command, Password, Reply, SiteCommand, TransferType};
 
@@ -890,15 +890,10 @@ impl Session {
         }
         let target = strip_list_options(arg);
         let path = target.map_or_else(|| self.cwd.clone(), |t| self.cwd.resolve(t));
-        let text = match self.listing_lines(&path, names_only).await {
-            Ok(lines) => lines,
+        let bytes = match self.listing_text(&path, names_only).await {
+            Ok(text) => text.into_bytes(),
             Err(e) => return storage_error("Failed to list directory", &e),
         };
-        let mut bytes = Vec::with_capacity(text.iter().map(|l| l.len() + 2).sum());
-        for line in &text {
-            bytes.extend_from_slice(line.as_bytes());
-            bytes.extend_from_slice(b"\r\n");
-        }
         self.begin_transfer(
             Reply::new(code::OPENING_DATA, "Here comes the directory listing."),
             Job::Send { source: Reader::bytes(bytes), ascii: false, len: None },
@@ -909,23 +904,27 @@ impl Session {
         .await
     }
 
-    /// The lines of a listing of `path`: a directory's entries, or the one
-    /// line of a file.
-    pub(super) async fn listing_lines(
-        &self,
-        path: &VirtualPath,
-        names_only: bool,
-    ) -> Result<Vec<String>, StorageError> {
+    /// A listing of `path`, each line ending in CRLF: a directory's
+    /// entries, or the one entry when `path` is a file; `ls -l` lines, or
+    /// bare names for NLST. Written into one buffer (10,000 entries took
+    /// three allocations each as separate lines).
+    pub(super) async fn listing_text(&self, path: &VirtualPath, names_only: bool) -> Result<String, StorageError> {
         let storage = self.storage();
         let facts = storage.metadata(path).await?;
         let entries = if facts.kind == EntryKind::Directory { storage.list(path).await? } else { vec![facts] };
         let now = now_unix();
-        Ok(entries
-            .iter()
-            // Uploads in progress are not part of the directory yet.
-            .filter(|e| !e.name.starts_with(UPLOAD_TEMP_PREFIX))
-            .map(|e| if names_only { e.name.clone() } else { ls_line(e, now) })
-            .collect())
+        let per_line = if names_only { 2 } else { 66 };
+        let mut text = String::with_capacity(entries.iter().map(|e| e.name.len() + per_line).sum());
+        // Uploads in progress are not part of the directory yet.
+        for entry in entries.iter().filter(|e| !e.name.starts_with(UPLOAD_TEMP_PREFIX)) {
+            if names_only {
+                text.push_str(&entry.name);
+            } else {
+                write_ls_line(&mut text, entry, now);
+            }
+            text.push_str("\r\n");
+        }
+        Ok(text)
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use ferroftp_proto::listing::{mdtm_timestamp, mlsx_line, EntryFacts, EntryKind};
+use ferroftp_proto::listing::{mdtm_timestamp, mlsx_line, write_mlsx_line, EntryFacts, EntryKind};
 use ferroftp_proto::{code, Reply};
 use tokio::io::AsyncReadExt;
 
@@ -79,13 +79,18 @@ impl Session {
             Ok(e) => e,
             Err(e) => return reply(e.reply_code(), format!("MLSD {path}: {e}.")),
         };
-        let mut bytes = Vec::new();
-        bytes.extend_from_slice(self.facts_line(&dir, true, ".").as_bytes());
-        bytes.extend_from_slice(b"\r\n");
+        // One buffer for the whole listing; the perm fact depends only on
+        // the kind, so it is worked out once per kind.
+        let mut text = String::with_capacity((entries.len() + 1) * 120);
+        let (dir_perm, file_perm) = (self.perm_fact(EntryKind::Directory), self.perm_fact(EntryKind::File));
+        write_mlsx_line(&mut text, &dir, &self.mlst_facts, Some("cdir"), &dir_perm, ".");
+        text.push_str("\r\n");
         for e in entries.iter().filter(|e| !e.name.starts_with(UPLOAD_TEMP_PREFIX)) {
-            bytes.extend_from_slice(self.facts_line(e, false, &e.name).as_bytes());
-            bytes.extend_from_slice(b"\r\n");
+            let perm = if e.kind == EntryKind::Directory { &dir_perm } else { &file_perm };
+            write_mlsx_line(&mut text, e, &self.mlst_facts, None, perm, &e.name);
+            text.push_str("\r\n");
         }
+        let bytes = text.into_bytes();
         self.begin_transfer(
             Reply::new(code::OPENING_DATA, "Here comes the directory listing."),
             Job::Send { source: Reader::bytes(bytes), ascii: false, len: None },

@@ -114,8 +114,9 @@ impl Session {
                 return Action::Reply(Reply::new(code::FILE_UNAVAILABLE, "Permission denied."));
             }
             let path = self.cwd.resolve(arg);
-            return match self.listing_lines(&path, false).await {
-                Ok(lines) => {
+            return match self.listing_text(&path, false).await {
+                Ok(text) => {
+                    let lines = text.split_terminator("\r\n").map(str::to_string).collect();
                     Action::Reply(Reply::multi(code::FILE_STATUS, format!("Status of {arg}:"), lines, "End of status"))
                 }
                 Err(e) => Action::Reply(Reply::new(e.reply_code(), format!("Cannot stat {arg}: {e}."))),

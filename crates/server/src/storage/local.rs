@@ -29,7 +29,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use cap_std::fs::{Dir, DirBuilder, Metadata, OpenOptions, Permissions};
 use cap_std::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use ferroftp_proto::listing::{EntryFacts, EntryKind};
+use ferroftp_proto::listing::{EntryFacts, EntryKind, UniqueId};
 
 use super::{OpenFile, Reader, Storage, StorageError, WriteMode};
 use crate::path::VirtualPath;
@@ -137,7 +137,7 @@ fn facts(name: String, meta: &Metadata) -> EntryFacts {
         modified: meta.mtime(),
         mode: meta.mode() & 0o7777,
         nlink: meta.nlink(),
-        unique: Some(format!("{:x}g{:x}", meta.dev(), meta.ino())),
+        unique: Some(UniqueId { device: meta.dev(), inode: meta.ino() }),
     }
 }
 
@@ -166,7 +166,8 @@ impl Storage for LocalFs {
                     entries.push(facts(name, &meta));
                 }
             }
-            entries.sort_by(|a, b| a.name.cmp(&b.name));
+            // Names in a directory are unique: an unstable sort is exact.
+            entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
             Ok(entries)
         })
         .await
