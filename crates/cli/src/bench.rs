@@ -65,6 +65,15 @@ pub struct BenchArgs {
     /// The server's process id: report its CPU time per operation and memory.
     #[arg(long)]
     pid: Option<u32>,
+    /// Seconds a run waits, after its duration, for operations under way
+    /// (a big transfer) before it cuts them off.
+    #[arg(long, default_value_t = 60.0)]
+    grace: f64,
+    /// For small-retr and big-retr: download this existing file (a path,
+    /// or a name in the URL's directory) instead of uploading
+    /// `ferroftp-bench.bin` first (for read-only servers and mirrors).
+    #[arg(long)]
+    file: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -81,6 +90,9 @@ pub struct BenchReport {
     pub ops: u64,
     /// Operations that failed.
     pub errors: u64,
+    /// Operations cut off, still under way when the grace after the run's
+    /// duration ran out.
+    pub cut_off: u64,
     /// The first error, if any.
     pub first_error: Option<String>,
     /// Wall time, seconds.
@@ -95,7 +107,9 @@ pub struct BenchReport {
     pub latency_ms: Option<Percentiles>,
     /// Server CPU time per operation (utime+stime of its process tree), microseconds.
     pub server_cpu_us_per_op: Option<f64>,
-    /// Server memory (PSS of its process tree), KiB, during the run.
+    /// Server memory (PSS of its process tree), KiB: the most seen while
+    /// the clients were connected (sampled every second, and at the end of
+    /// the run before the sessions quit).
     pub server_pss_kib: Option<u64>,
     /// For idle: PSS added per idle session, KiB.
     pub pss_kib_per_session: Option<f64>,
@@ -186,7 +200,7 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
 /// CPU time (utime+stime, plus that of reaped children) of a process
 /// tree, seconds.
 fn tree_cpu_seconds(root: u32) -> f64 {
-    let ticks = 100.0; // USER_HZ on Linux
+    let ticks = rustix::param::clock_ticks_per_second() as f64;
     process_tree(root)
         .iter()
         .filter_map(|pid| stat_fields(*pid))
@@ -209,6 +223,8 @@ fn tree_pss_kib(root: u32) -> u64 {
 /// Shared counters of a rate run.
 #[derive(Default)]
 struct Tally {
+    /// Operations begun (done, failed or cut off).
+    begun: AtomicU64,
     ops: AtomicU64,
     errors: AtomicU64,
     bytes: AtomicU64,
@@ -264,6 +280,8 @@ struct Worker {
     mode: DataMode,
     payload: Arc<Vec<u8>>,
     id: usize,
+    /// What the retr scenarios download.
+    retr_path: String,
 }
 
 /// One operation (number `n` of the run) of a rate scenario, on the
@@ -294,7 +312,7 @@ async fn operation(w: &Worker, session: &mut Option<Client>, n: u64) -> Result<u
             let result = match scenario {
                 Scenario::SmallRetr | Scenario::BigRetr => {
                     let mut sink = tokio::io::sink();
-                    client.retrieve(&file_path(url, "ferroftp-bench.bin"), 0, &mut sink, &mut |_| {}).await
+                    client.retrieve(&w.retr_path, 0, &mut sink, &mut |_| {}).await
                 }
                 Scenario::SmallStor | Scenario::BigStor => {
                     // A bounded set of names per client.
@@ -319,13 +337,16 @@ pub async fn bench(args: &BenchArgs) -> Result<BenchReport, String> {
     let big = matches!(args.scenario, Scenario::BigRetr | Scenario::BigStor);
     let size = args.size.unwrap_or(if big { 256 << 20 } else { 4096 }) as usize;
     let payload: Arc<Vec<u8>> = Arc::new((0..size).map(|i| (i % 251) as u8).collect());
-    if matches!(args.scenario, Scenario::SmallRetr | Scenario::BigRetr) {
+    let retr_path = match &args.file {
+        Some(f) if f.starts_with('/') => f.clone(),
+        Some(f) => file_path(&url, f),
+        None => file_path(&url, "ferroftp-bench.bin"),
+    };
+    if matches!(args.scenario, Scenario::SmallRetr | Scenario::BigRetr) && args.file.is_none() {
         // The file to retrieve.
         let mut c = open(&url, args.mode).await?;
         let mut source: &[u8] = &payload;
-        c.store(&file_path(&url, "ferroftp-bench.bin"), 0, &mut source, &mut |_| {})
-            .await
-            .map_err(|e| format!("setup: {e}"))?;
+        c.store(&retr_path, 0, &mut source, &mut |_| {}).await.map_err(|e| format!("setup: {e}"))?;
         c.quit().await;
     }
     if args.scenario == Scenario::Idle {
@@ -339,11 +360,14 @@ pub async fn bench(args: &BenchArgs) -> Result<BenchReport, String> {
     // Big transfers start together, every session already logged in, so
     // the per-transfer rates show how the server shares its bandwidth.
     let start_line = Arc::new(tokio::sync::Barrier::new(if big { args.clients } else { 1 }));
+    // Every client waits here after its last operation, with its session
+    // open, until the server's memory has been read.
+    let finished = Arc::new(tokio::sync::Barrier::new(args.clients + 1));
     let started = Instant::now();
     let tasks: Vec<_> = (0..args.clients)
         .map(|id| {
             let (tally, stop, issued) = (Arc::clone(&tally), Arc::clone(&stop), Arc::clone(&issued));
-            let start_line = Arc::clone(&start_line);
+            let (start_line, finished) = (Arc::clone(&start_line), Arc::clone(&finished));
             let worker = Worker {
                 scenario: args.scenario,
                 url: url.clone(),
@@ -351,9 +375,11 @@ pub async fn bench(args: &BenchArgs) -> Result<BenchReport, String> {
                 mode: args.mode,
                 payload: Arc::clone(&payload),
                 id,
+                retr_path: retr_path.clone(),
             };
             tokio::spawn(async move {
                 let mut session = None;
+                let mut ready = true;
                 if big {
                     let t = Instant::now();
                     match open(&worker.url, worker.mode).await {
@@ -361,37 +387,63 @@ pub async fn bench(args: &BenchArgs) -> Result<BenchReport, String> {
                         Err(e) => tally.record(Err(e), t),
                     }
                     start_line.wait().await;
-                    if session.is_none() {
-                        return;
-                    }
+                    ready = session.is_some();
                 }
-                while !stop.load(Ordering::Relaxed) {
+                while ready && !stop.load(Ordering::Relaxed) {
                     let n = issued.fetch_add(1, Ordering::Relaxed);
                     if n >= limit {
                         break;
                     }
                     let t = Instant::now();
+                    tally.begun.fetch_add(1, Ordering::Relaxed);
                     let r = operation(&worker, &mut session, n).await;
                     tally.record(r, t);
                 }
+                // Measured while this client is still connected.
+                finished.wait().await;
                 if let Some(c) = session {
                     c.quit().await;
                 }
             })
         })
         .collect();
-    let deadline = Duration::from_secs_f64(args.duration.max(0.1));
-    let waiter = async {
-        for t in tasks {
-            let _ = t.await;
+    let deadline = started + Duration::from_secs_f64(args.duration.max(0.1));
+    let aborts: Vec<_> = tasks.iter().map(tokio::task::JoinHandle::abort_handle).collect();
+    // The server's memory: sampled every second while the clients work,
+    // and once more when they are done but still connected.
+    let mut pss_peak = None;
+    let sample = |peak: &mut Option<u64>| {
+        if let Some(pid) = args.pid {
+            *peak = Some(peak.unwrap_or(0).max(tree_pss_kib(pid)));
         }
     };
-    tokio::pin!(waiter);
-    if tokio::time::timeout(deadline, &mut waiter).await.is_err() {
-        stop.store(true, Ordering::Relaxed);
-        let _ = tokio::time::timeout(Duration::from_secs(60), waiter).await;
+    let all_done = finished.wait();
+    tokio::pin!(all_done);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let stop_at = tokio::time::Instant::from_std(deadline);
+    let abort_at = stop_at + Duration::from_secs_f64(args.grace.max(0.0));
+    loop {
+        tokio::select! {
+            _ = &mut all_done => break,
+            () = tokio::time::sleep_until(stop_at), if !stop.load(Ordering::Relaxed) => {
+                stop.store(true, Ordering::Relaxed);
+            }
+            () = tokio::time::sleep_until(abort_at) => {
+                // Operations still under way after the grace are cut off;
+                // they count as neither done nor failed.
+                for a in &aborts {
+                    a.abort();
+                }
+                break;
+            }
+            _ = tick.tick() => sample(&mut pss_peak),
+        }
     }
     let seconds = started.elapsed().as_secs_f64();
+    sample(&mut pss_peak);
+    for t in tasks {
+        let _ = t.await;
+    }
     let ops = tally.ops.load(Ordering::Relaxed);
     let bytes = tally.bytes.load(Ordering::Relaxed);
     let latencies = std::mem::take(&mut *tally.latencies.lock().map_err(|_| "lock")?);
@@ -401,6 +453,7 @@ pub async fn bench(args: &BenchArgs) -> Result<BenchReport, String> {
         clients: args.clients,
         ops,
         errors: tally.errors.load(Ordering::Relaxed),
+        cut_off: tally.begun.load(Ordering::Relaxed).saturating_sub(ops + tally.errors.load(Ordering::Relaxed)),
         first_error,
         seconds,
         ops_per_sec: ops as f64 / seconds,
@@ -411,7 +464,7 @@ pub async fn bench(args: &BenchArgs) -> Result<BenchReport, String> {
             (Some(pid), Some(before)) if ops > 0 => Some((tree_cpu_seconds(pid) - before) * 1e6 / ops as f64),
             _ => None,
         },
-        server_pss_kib: args.pid.map(tree_pss_kib),
+        server_pss_kib: pss_peak,
         pss_kib_per_session: None,
         fairness: if big { fairness(std::mem::take(&mut *tally.rates.lock().map_err(|_| "lock")?)) } else { None },
     })
@@ -454,6 +507,7 @@ async fn idle(args: &BenchArgs, url: &FtpUrl) -> Result<BenchReport, String> {
         clients: args.clients,
         ops: held as u64,
         errors,
+        cut_off: 0,
         first_error,
         seconds,
         ops_per_sec: held as f64 / seconds,
@@ -491,6 +545,9 @@ fn render(r: &BenchReport) -> String {
         "scenario {:?}, {} clients: {} ops in {:.2} s = {:.0} ops/s, {} errors\n",
         r.scenario, r.clients, r.ops, r.seconds, r.ops_per_sec, r.errors
     );
+    if r.cut_off > 0 {
+        out.push_str(&format!("{} operations still under way at the end of the grace were cut off\n", r.cut_off));
+    }
     if r.bytes > 0 {
         out.push_str(&format!("payload {} bytes = {:.1} MB/s\n", r.bytes, r.mb_per_sec));
     }

@@ -62,6 +62,24 @@ fn every_scenario_runs_and_counts_its_operations() {
     for stored in &big {
         assert!(stored.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
     }
+    // An existing file instead of an upload, and a transfer longer than
+    // the run and its grace is cut off rather than awaited. The file is
+    // sparse: 8 GiB of zeros that take no disk.
+    let huge = std::fs::File::create(root.path().join("huge.bin")).unwrap();
+    huge.set_len(8 << 30).unwrap();
+    let cut = bench(
+        &url,
+        &["--scenario", "big-retr", "--clients", "1", "--file", "huge.bin", "--duration", "0.2", "--grace", "0.3"],
+    );
+    assert_eq!(
+        (cut["ops"].as_u64(), cut["errors"].as_u64(), cut["cut_off"].as_u64()),
+        (Some(0), Some(0), Some(1)),
+        "{cut}"
+    );
+    // A given small file is what small-retr downloads (not a 4 KiB upload).
+    std::fs::write(root.path().join("given.txt"), b"eleven byte").unwrap();
+    let small = bench(&url, &["--scenario", "small-retr", "--clients", "2", "--count", "6", "--file", "/given.txt"]);
+    assert_eq!((small["errors"].as_u64(), small["bytes"].as_u64()), (Some(0), Some(6 * 11)), "{small}");
     let idle = bench(&url, &["--scenario", "idle", "--clients", "100", "--pid", &pid]);
     assert_eq!(idle["ops"], 100, "{idle}");
     assert!(idle["pss_kib_per_session"].as_f64().is_some(), "{idle}");
