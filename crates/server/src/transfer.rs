@@ -5,6 +5,7 @@
 //! the 150 reply first, as the seed shows (`150 Here comes the directory
 //! listing.` and only then does `nc` connect).
 
+use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -408,30 +409,55 @@ async fn receive(
     progress: &AtomicU64,
     throttle: Option<&Throttle>,
 ) -> Result<(u64, Vec<u8>), TransferError> {
-    let mut wire = vec![0u8; RECEIVE_WIRE_START.min(limits.wire)];
+    // Binary bytes are read straight into the batch (one copy fewer per
+    // byte: big STOR used 0.69 s of CPU per GiB with a read buffer in
+    // between); TYPE A reads into `wire` and converts into the batch.
+    let mut converter = ascii.then(|| (ascii::FromWire::default(), vec![0u8; limits.wire.min(CHUNK)]));
     let mut batch = Vec::new();
-    let mut converter = ascii.then(ascii::FromWire::default);
+    // How much the next read may take: it doubles while reads fill it, so
+    // a small upload does not allocate 256 KiB.
+    let mut room = RECEIVE_WIRE_START.min(limits.wire);
     let mut total = 0u64;
     loop {
-        let n = match read_now(data.as_mut(), &mut wire).await.map_err(TransferError::Network)? {
-            Some(n) => n,
+        let (n, added) = match converter.as_mut() {
             None => {
-                if !batch.is_empty() {
-                    batch = sink.write(batch).await?;
+                batch.reserve(room);
+                let n = match read_now(data.as_mut(), &mut batch).await.map_err(TransferError::Network)? {
+                    Some(n) => n,
+                    None => {
+                        // The client paused: write what has arrived.
+                        if !batch.is_empty() {
+                            batch = sink.write(batch).await?;
+                            batch.reserve(room);
+                        }
+                        data.read_buf(&mut batch).await.map_err(TransferError::Network)?
+                    }
+                };
+                (n, n)
+            }
+            Some((c, wire)) => {
+                let n = match read_now(data.as_mut(), &mut wire[..]).await.map_err(TransferError::Network)? {
+                    Some(n) => n,
+                    None => {
+                        if !batch.is_empty() {
+                            batch = sink.write(batch).await?;
+                        }
+                        data.read(wire).await.map_err(TransferError::Network)?
+                    }
+                };
+                let before = batch.len();
+                if n == 0 {
+                    c.finish(&mut batch);
+                } else {
+                    c.convert(&wire[..n], &mut batch);
                 }
-                data.read(&mut wire).await.map_err(TransferError::Network)?
+                (n, batch.len() - before)
             }
         };
-        let before = batch.len();
-        match converter.as_mut() {
-            Some(c) if n == 0 => c.finish(&mut batch),
-            Some(c) => c.convert(&wire[..n], &mut batch),
-            None => batch.extend_from_slice(&wire[..n]),
-        }
         // SECURITY: quotas. Charge before writing, so an upload stops at
         // the limit instead of filling the disk first.
         if let Some(c) = charge {
-            if !c.charge((batch.len() - before) as u64) {
+            if !c.charge(added as u64) {
                 return Err(TransferError::Storage(StorageError::QuotaExceeded));
             }
         }
@@ -440,8 +466,8 @@ async fn receive(
         }
         total += n as u64;
         progress.store(total, Ordering::Relaxed);
-        if n == wire.len() && wire.len() < limits.wire {
-            wire.resize((wire.len() * 2).min(limits.wire), 0);
+        if n >= room {
+            room = (room * 2).min(limits.wire);
         }
         if batch.len() >= limits.batch {
             batch = sink.write(batch).await?;
@@ -452,19 +478,47 @@ async fn receive(
     }
 }
 
-/// Reads what the connection has now: `None` when nothing has arrived yet
-/// (the task's waker is registered, as for any read). Dropping a pending
-/// read is safe: it has taken nothing.
-async fn read_now(data: &mut dyn DataIo, buf: &mut [u8]) -> io::Result<Option<usize>> {
-    std::future::poll_fn(|cx| {
-        let mut read = tokio::io::ReadBuf::new(buf);
-        match std::pin::Pin::new(&mut *data).poll_read(cx, &mut read) {
-            std::task::Poll::Ready(Ok(())) => std::task::Poll::Ready(Ok(Some(read.filled().len()))),
-            std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
-            std::task::Poll::Pending => std::task::Poll::Ready(Ok(None)),
-        }
+/// Reads what the connection has now into `buf` (a slice, or the spare
+/// room of a Vec): `None` when nothing has arrived yet (the task's waker is
+/// registered, as for any read). Dropping a pending read is safe: it has
+/// taken nothing.
+async fn read_now<B: ReadTarget + ?Sized>(data: &mut dyn DataIo, buf: &mut B) -> io::Result<Option<usize>> {
+    std::future::poll_fn(|cx| match buf.poll_read_from(&mut *data, cx) {
+        std::task::Poll::Ready(r) => std::task::Poll::Ready(r.map(Some)),
+        std::task::Poll::Pending => std::task::Poll::Ready(Ok(None)),
     })
     .await
+}
+
+/// Where [`read_now`] puts bytes.
+trait ReadTarget {
+    /// One poll of a read into this target.
+    fn poll_read_from(
+        &mut self,
+        data: &mut dyn DataIo,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<usize>>;
+}
+
+impl ReadTarget for [u8] {
+    fn poll_read_from(
+        &mut self,
+        data: &mut dyn DataIo,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::pin!(data.read(self)).poll(cx)
+    }
+}
+
+impl ReadTarget for Vec<u8> {
+    /// Appends into the spare capacity (no zeroing, no copy).
+    fn poll_read_from(
+        &mut self,
+        data: &mut dyn DataIo,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::pin!(data.read_buf(self)).poll(cx)
+    }
 }
 
 /// The upload's file and a buffer free for the next batch.
