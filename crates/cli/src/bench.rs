@@ -310,10 +310,9 @@ async fn operation(w: &Worker, session: &mut Option<Client>, n: u64) -> Result<u
             }
             let client = session.as_mut().ok_or("no session")?;
             let result = match scenario {
-                Scenario::SmallRetr | Scenario::BigRetr => {
-                    let mut sink = tokio::io::sink();
-                    client.retrieve(&w.retr_path, 0, &mut sink, &mut |_| {}).await
-                }
+                // Discarded in the kernel: the load generator must not be
+                // the limit of a download's speed.
+                Scenario::SmallRetr | Scenario::BigRetr => client.retrieve_discard(&w.retr_path).await,
                 Scenario::SmallStor | Scenario::BigStor => {
                     // A bounded set of names per client.
                     let name = file_path(url, &format!("ferroftp-bench-{client_id}-{}.bin", n % 16));
@@ -336,7 +335,11 @@ pub async fn bench(args: &BenchArgs) -> Result<BenchReport, String> {
     let addr = ferroftp_client::client::resolve(&url.authority()).await.map_err(|e| e.to_string())?;
     let big = matches!(args.scenario, Scenario::BigRetr | Scenario::BigStor);
     let size = args.size.unwrap_or(if big { 256 << 20 } else { 4096 }) as usize;
-    let payload: Arc<Vec<u8>> = Arc::new((0..size).map(|i| (i % 251) as u8).collect());
+    // What uploads send (and the retr scenarios upload first); nothing when
+    // a given file is downloaded instead.
+    let retr_given = args.file.is_some() && matches!(args.scenario, Scenario::SmallRetr | Scenario::BigRetr);
+    let payload: Arc<Vec<u8>> =
+        Arc::new(if retr_given { Vec::new() } else { (0..size).map(|i| (i % 251) as u8).collect() });
     let retr_path = match &args.file {
         Some(f) if f.starts_with('/') => f.clone(),
         Some(f) => file_path(&url, f),
