@@ -120,19 +120,26 @@ async fn pump(
 /// Most bytes one discarding read takes.
 const DISCARD_CHUNK: usize = 1 << 20;
 
+thread_local! {
+    /// The buffer discarding reads name: MSG_TRUNC only takes its length,
+    /// so it is never written (its zero pages are not even touched).
+    /// One per thread, made once: allocating it per download cost an
+    /// mmap and munmap per small file.
+    static DISCARD_ROOM: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; DISCARD_CHUNK]);
+}
+
 /// Reads a TCP stream to its end, discarding in the kernel (MSG_TRUNC);
 /// the bytes read.
 async fn discard(tcp: &TcpStream) -> std::io::Result<u64> {
-    // Never written: MSG_TRUNC only takes the length, so these zero pages
-    // are not even touched.
-    let mut room = vec![0u8; DISCARD_CHUNK];
     let mut total = 0u64;
     loop {
         tcp.readable().await?;
         let read = tcp.try_io(tokio::io::Interest::READABLE, || {
-            rustix::net::recv(tcp, &mut room[..], rustix::net::RecvFlags::TRUNC)
-                .map(|(_, received)| received)
-                .map_err(std::io::Error::from)
+            DISCARD_ROOM.with_borrow_mut(|room| {
+                rustix::net::recv(tcp, &mut room[..], rustix::net::RecvFlags::TRUNC)
+                    .map(|(_, received)| received)
+                    .map_err(std::io::Error::from)
+            })
         });
         match read {
             Ok(0) => return Ok(total),
