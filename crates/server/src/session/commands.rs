@@ -12,7 +12,10 @@ use ferroftp_proto::listing::{mdtm_timestamp, write_ls_line, EntryKind};
 use ferroftp_proto::reply::quote_path;
 use ferroftp_proto::{code, Command, Password, Reply, SiteCommand, TransferType};
 
-use super::{Action, KeptListener, Login, LoginState, Session, TransferStart, DEFAULT_UMASK, PASSIVE_KEEP};
+use super::{
+    Action, KeptListener, Login, LoginState, Session, TransferStart, DEFAULT_UMASK, PASSIVE_KEEP,
+    PASSIVE_KEEP_MIN_RANGE,
+};
 use crate::auth::ANONYMOUS_NAMES;
 use crate::config::PartialUploads;
 use crate::data::{listen_passive, DataSetup};
@@ -621,8 +624,13 @@ impl Session {
             ),
         };
         let port = listener.port;
-        self.passive =
-            Some(KeptListener { listener: Arc::clone(&listener), release_at: Instant::now() + PASSIVE_KEEP });
+        // A small configured range is left alone: there a port kept idle
+        // for 2 s could be the one another session needs now.
+        let plenty = self.ctx.config.passive_ports.as_ref().is_none_or(|r| r.len() >= PASSIVE_KEEP_MIN_RANGE);
+        if plenty {
+            self.passive =
+                Some(KeptListener { listener: Arc::clone(&listener), release_at: Instant::now() + PASSIVE_KEEP });
+        }
         let expected_peer = self.ctx.config.passive_peer_check.then(|| self.peer.ip());
         self.data = Some(DataSetup::Passive { listener, expected_peer });
         Ok(port)

@@ -99,6 +99,12 @@ struct Login {
 /// does not hold a port of the passive range for long.
 pub(crate) const PASSIVE_KEEP: Duration = Duration::from_secs(2);
 
+/// Listeners are kept only with no `passive_ports` range (the kernel's
+/// ephemeral range) or one at least this wide: in a range of a few dozen
+/// ports, as firewalls often get, a port kept idle could be the one
+/// another session needs.
+pub(crate) const PASSIVE_KEEP_MIN_RANGE: usize = 1024;
+
 /// A passive listener kept for the next PASV.
 pub(crate) struct KeptListener {
     /// The listener.

@@ -62,6 +62,27 @@ fn a_two_port_passive_range_serves_download_after_download() {
 }
 
 #[test]
+fn sessions_take_turns_in_a_two_port_range() {
+    // Three sessions share two ports: a session must not keep its port
+    // after its transfer when the range is this small.
+    let server = TestServer::start_with(|f| f.passive_ports = Some("31140-31141".into()));
+    let body = random_bytes(5_000, 4);
+    std::fs::write(server.path("f"), &body).unwrap();
+    let mut sessions: Vec<_> = (0..3)
+        .map(|_| {
+            let mut c = server.login();
+            c.ok("TYPE I", 200);
+            c
+        })
+        .collect();
+    for round in 0..4 {
+        for (n, c) in sessions.iter_mut().enumerate() {
+            assert!(c.fetch(Mode::Epsv, "RETR f") == body, "round {round}, session {n}: bytes differ");
+        }
+    }
+}
+
+#[test]
 fn public_address_may_be_a_host_name() {
     let server = TestServer::start_with(|f| f.public_address = Some("localhost".into()));
     let mut c = server.login();
