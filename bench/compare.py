@@ -739,38 +739,25 @@ def figures(plan: dict, iperf: dict) -> list[dict]:
         F.append({"key": key, "label": label, "unit": unit, "better": better, "get": get, "fmt": fmt,
                   "source": source, "peers": peers})
 
-    fig("connect", "connect, 16 clients", "/s", "higher", lambda r: _val(r, "connect", "ops_per_sec"), "int")
-    fig("connect-cpu", "connect: server CPU per op", "us", "lower",
-        lambda r: _val(r, "connect", "server_cpu_us_per_op"), "int")
+    def rate_rows(key, label, short, rate_fmt="int", peers=None, p50=False):
+        """A scenario's rate, the server's CPU per operation and, with
+        `p50`, the median latency."""
+        fig(key, label, "/s", "higher", lambda r: _val(r, key, "ops_per_sec"), rate_fmt, peers=peers)
+        fig(f"{key}-cpu", f"{short}: server CPU per op", "us", "lower",
+            lambda r: _val(r, key, "server_cpu_us_per_op"), "int", peers=peers)
+        if p50:
+            fig(f"{key}-p50", f"{short}: latency p50", "ms", "lower", lambda r: _latency_p50(r, key), "ms")
+
+    rate_rows("connect", "connect, 16 clients", "connect")
     # Ratios for login against the peers that hash passwords (the others
     # compare plain text).
-    hashing = sorted(SYSTEM_USER_SERVERS)
-    fig("login", "login, 16 clients", "/s", "higher", lambda r: _val(r, "login", "ops_per_sec"), "int",
-        peers=hashing)
-    fig("login-cpu", "login: server CPU per op", "us", "lower",
-        lambda r: _val(r, "login", "server_cpu_us_per_op"), "int", peers=hashing)
-    fig("small-retr-epsv", "small RETR 4 KiB, EPSV, 4 clients", "/s", "higher",
-        lambda r: _val(r, "small-retr-epsv", "ops_per_sec"), "int")
-    fig("small-retr-epsv-cpu", "small RETR EPSV: server CPU per op", "us", "lower",
-        lambda r: _val(r, "small-retr-epsv", "server_cpu_us_per_op"), "int")
-    fig("small-retr-epsv-p50", "small RETR EPSV: latency p50", "ms", "lower",
-        lambda r: _latency_p50(r, "small-retr-epsv"), "ms")
-    fig("small-retr-pasv", "small RETR 4 KiB, PASV, 4 clients", "/s", "higher",
-        lambda r: _val(r, "small-retr-pasv", "ops_per_sec"), "int")
-    fig("small-retr-pasv-cpu", "small RETR PASV: server CPU per op", "us", "lower",
-        lambda r: _val(r, "small-retr-pasv", "server_cpu_us_per_op"), "int")
+    rate_rows("login", "login, 16 clients", "login", peers=sorted(SYSTEM_USER_SERVERS))
+    rate_rows("small-retr-epsv", "small RETR 4 KiB, EPSV, 4 clients", "small RETR EPSV", p50=True)
+    rate_rows("small-retr-pasv", "small RETR 4 KiB, PASV, 4 clients", "small RETR PASV")
     fig("ftplib-retr", "small RETR 4 KiB, 1 client, Python ftplib (PASV)", "/s", "higher",
         lambda r: _val(r, "ftplib-retr", "ops_per_sec"), "int", "ftplib")
-    fig("small-stor", "small STOR 4 KiB, EPSV, 4 clients", "/s", "higher",
-        lambda r: _val(r, "small-stor", "ops_per_sec"), "int")
-    fig("small-stor-cpu", "small STOR: server CPU per op", "us", "lower",
-        lambda r: _val(r, "small-stor", "server_cpu_us_per_op"), "int")
-    fig("small-stor-p50", "small STOR: latency p50", "ms", "lower",
-        lambda r: _latency_p50(r, "small-stor"), "ms")
-    fig("list", f"LIST of {LIST_ENTRIES:,} entries, 4 clients", "/s", "higher",
-        lambda r: _val(r, "list", "ops_per_sec"), "dec")
-    fig("list-cpu", "LIST: server CPU per op", "us", "lower", lambda r: _val(r, "list", "server_cpu_us_per_op"),
-        "int")
+    rate_rows("small-stor", "small STOR 4 KiB, EPSV, 4 clients", "small STOR", p50=True)
+    rate_rows("list", f"LIST of {LIST_ENTRIES:,} entries, 4 clients", "LIST", rate_fmt="dec")
     fig("ftplib-list", f"LIST of {LIST_ENTRIES:,} entries, 1 client, Python ftplib", "/s", "higher",
         lambda r: _val(r, "ftplib-list", "ops_per_sec"), "dec", "ftplib")
     fig("big-retr", f"big RETR {big_label}, 1 client", "MB/s", "higher",

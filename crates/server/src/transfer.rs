@@ -14,7 +14,6 @@ use std::time::Duration;
 use ferroftp_proto::ascii;
 use ferroftp_proto::code;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
-use tokio::net::TcpStream;
 
 use crate::data::{DataConn, DataError, DataSetup};
 use crate::path::VirtualPath;
@@ -200,83 +199,57 @@ const SENDFILE_CHUNK: usize = 1 << 30;
 /// sent.
 ///
 /// A connection not yet registered with the runtime is written directly
-/// first: a small file fits in the socket buffer and is done without epoll
-/// set-up and tear-down. The socket is corked, so the last partial segment
-/// leaves together with the FIN: one packet fewer per file.
+/// and registered only if its buffer fills: a small file is done without
+/// epoll set-up and tear-down. The socket is corked, so the last partial
+/// segment leaves together with the FIN: one packet fewer per file.
 async fn send_file(
-    conn: DataConn,
+    mut conn: DataConn,
     file: &std::fs::File,
     len: Option<u64>,
     progress: &AtomicU64,
 ) -> Result<u64, TransferError> {
-    let mut total = 0u64;
-    let tcp = match conn {
-        DataConn::Unregistered(stream) => {
-            let _ = rustix::net::sockopt::set_tcp_cork(&stream, true);
-            loop {
-                if len.is_some_and(|l| total >= l) {
-                    stream.shutdown(std::net::Shutdown::Write).map_err(TransferError::Network)?;
-                    return Ok(total);
-                }
-                match sendfile_once(&stream, file)? {
-                    Some(0) => {
-                        stream.shutdown(std::net::Shutdown::Write).map_err(TransferError::Network)?;
-                        return Ok(total);
-                    }
-                    Some(n) => {
-                        total += n as u64;
-                        progress.store(total, Ordering::Relaxed);
-                    }
-                    None => break,
-                }
-            }
-            TcpStream::from_std(stream).map_err(TransferError::Network)?
-        }
-        DataConn::Registered(tcp) => {
-            let _ = rustix::net::sockopt::set_tcp_cork(&tcp, true);
-            tcp
-        }
+    let _ = match &conn {
+        DataConn::Unregistered(s) => rustix::net::sockopt::set_tcp_cork(s, true),
+        DataConn::Registered(s) => rustix::net::sockopt::set_tcp_cork(s, true),
     };
-    let mut tcp = tcp;
+    let mut total = 0u64;
     while len.is_none_or(|l| total < l) {
-        tcp.writable().await.map_err(TransferError::Network)?;
-        let step = tcp.try_io(Interest::WRITABLE, || match sendfile_once(&tcp, file) {
-            Ok(Some(n)) => Ok(Ok(n)),
-            Ok(None) => Err(io::Error::from(io::ErrorKind::WouldBlock)),
-            Err(e) => Ok(Err(e)),
-        });
-        match step {
-            Ok(Ok(0)) => break,
-            Ok(Ok(n)) => {
+        let sent = match conn {
+            DataConn::Unregistered(ref s) => match sendfile_once(s, file) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn = DataConn::Registered(conn.registered().map_err(TransferError::Network)?);
+                    continue;
+                }
+                other => other,
+            },
+            DataConn::Registered(ref tcp) => tcp.async_io(Interest::WRITABLE, || sendfile_once(tcp, file)).await,
+        };
+        match sent {
+            Ok(0) => break,
+            Ok(n) => {
                 total += n as u64;
                 progress.store(total, Ordering::Relaxed);
             }
-            Ok(Err(e)) => return Err(e),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(TransferError::Network(e)),
+            // The socket's errors are the client's doing; any other is the file's.
+            Err(e) if is_connection_error(&e) => return Err(TransferError::Network(e)),
+            Err(e) => return Err(TransferError::Storage(e.into())),
         }
     }
-    AsyncWriteExt::shutdown(&mut tcp).await.map_err(TransferError::Network)?;
+    match conn {
+        DataConn::Unregistered(s) => s.shutdown(std::net::Shutdown::Write),
+        DataConn::Registered(mut tcp) => AsyncWriteExt::shutdown(&mut tcp).await,
+    }
+    .map_err(TransferError::Network)?;
     Ok(total)
 }
 
-/// One sendfile(2) call: `Some(bytes)` (0 at the end of the file), `None`
-/// when the socket buffer is full.
-fn sendfile_once(socket: impl rustix::fd::AsFd, file: &std::fs::File) -> Result<Option<usize>, TransferError> {
+/// One sendfile(2) call: the bytes sent (0 at the end of the file), or
+/// WouldBlock when the socket buffer is full.
+fn sendfile_once(socket: impl rustix::fd::AsFd, file: &std::fs::File) -> io::Result<usize> {
     loop {
         match rustix::fs::sendfile(&socket, file, None, SENDFILE_CHUNK) {
-            Ok(n) => return Ok(Some(n)),
-            Err(rustix::io::Errno::AGAIN) => return Ok(None),
             Err(rustix::io::Errno::INTR) => {}
-            // The socket's errors are the client's doing; any other is the file's.
-            Err(e) => {
-                let e = io::Error::from(e);
-                return Err(if is_connection_error(&e) {
-                    TransferError::Network(e)
-                } else {
-                    TransferError::Storage(e.into())
-                });
-            }
+            done => return done.map_err(io::Error::from),
         }
     }
 }
@@ -351,7 +324,7 @@ pub async fn run(
             Ok(total)
         }
         Job::Receive { sink, ascii, commit, charge } => {
-            let mut sink = Sink { idle: Some((sink, Vec::new())), writing: None };
+            let mut sink = Sink::Idle((sink, Vec::new()));
             let limits = ReceiveLimits {
                 batch: if rate.is_some() { chunk } else { RECEIVE_BATCH },
                 wire: if rate.is_some() { chunk } else { RECEIVE_WIRE_MAX },
@@ -422,7 +395,8 @@ async fn receive(
         let (n, added) = match converter.as_mut() {
             None => {
                 batch.reserve(room);
-                let n = match read_now(data.as_mut(), &mut batch).await.map_err(TransferError::Network)? {
+                // Straight into the batch's spare room: no zeroing, no copy.
+                let n = match poll_once(data.read_buf(&mut batch)).await.transpose().map_err(TransferError::Network)? {
                     Some(n) => n,
                     None => {
                         // The client paused: write what has arrived.
@@ -436,7 +410,7 @@ async fn receive(
                 (n, n)
             }
             Some((c, wire)) => {
-                let n = match read_now(data.as_mut(), &mut wire[..]).await.map_err(TransferError::Network)? {
+                let n = match poll_once(data.read(wire)).await.transpose().map_err(TransferError::Network)? {
                     Some(n) => n,
                     None => {
                         if !batch.is_empty() {
@@ -478,47 +452,18 @@ async fn receive(
     }
 }
 
-/// Reads what the connection has now into `buf` (a slice, or the spare
-/// room of a Vec): `None` when nothing has arrived yet (the task's waker is
-/// registered, as for any read). Dropping a pending read is safe: it has
-/// taken nothing.
-async fn read_now<B: ReadTarget + ?Sized>(data: &mut dyn DataIo, buf: &mut B) -> io::Result<Option<usize>> {
-    std::future::poll_fn(|cx| match buf.poll_read_from(&mut *data, cx) {
-        std::task::Poll::Ready(r) => std::task::Poll::Ready(r.map(Some)),
-        std::task::Poll::Pending => std::task::Poll::Ready(Ok(None)),
+/// Polls `future` once: its output if it is ready, `None` if it would
+/// wait (its waker is then registered, as for any poll). Dropping a
+/// pending read afterwards is safe: it has taken nothing.
+pub(crate) async fn poll_once<F: Future>(future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match future.as_mut().poll(cx) {
+            std::task::Poll::Ready(output) => Some(output),
+            std::task::Poll::Pending => None,
+        })
     })
     .await
-}
-
-/// Where [`read_now`] puts bytes.
-trait ReadTarget {
-    /// One poll of a read into this target.
-    fn poll_read_from(
-        &mut self,
-        data: &mut dyn DataIo,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<usize>>;
-}
-
-impl ReadTarget for [u8] {
-    fn poll_read_from(
-        &mut self,
-        data: &mut dyn DataIo,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<usize>> {
-        std::pin::pin!(data.read(self)).poll(cx)
-    }
-}
-
-impl ReadTarget for Vec<u8> {
-    /// Appends into the spare capacity (no zeroing, no copy).
-    fn poll_read_from(
-        &mut self,
-        data: &mut dyn DataIo,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<usize>> {
-        std::pin::pin!(data.read_buf(self)).poll(cx)
-    }
 }
 
 /// The upload's file and a buffer free for the next batch.
@@ -526,27 +471,36 @@ type Spare = (Writer, Vec<u8>);
 
 /// An upload's file as the receive loop drives it: at most one batch is
 /// being written on the blocking pool while the next is read.
-struct Sink {
-    /// The file and a spare buffer, when no write is running.
-    idle: Option<Spare>,
-    /// The write running on the blocking pool; it hands both back.
-    writing: Option<tokio::task::JoinHandle<io::Result<Spare>>>,
+enum Sink {
+    /// The file and a spare buffer, no write running.
+    Idle(Spare),
+    /// A write running on the blocking pool; it hands both back.
+    Writing(tokio::task::JoinHandle<io::Result<Spare>>),
+    /// Neither: a write failed or was never handed back.
+    Gone,
+}
+
+/// The result of a storage job on the blocking pool.
+async fn pooled<T>(job: tokio::task::JoinHandle<io::Result<T>>) -> Result<T, TransferError> {
+    job.await
+        .map_err(|e| TransferError::Storage(StorageError::Io(io::Error::other(e))))?
+        .map_err(|e| TransferError::Storage(e.into()))
 }
 
 impl Sink {
     /// Waits for the running write, if any; the file and a spare buffer.
     async fn settle(&mut self) -> Result<Spare, TransferError> {
-        if let Some(running) = self.writing.take() {
-            let done = running.await.map_err(|e| TransferError::Storage(StorageError::Io(io::Error::other(e))))?;
-            return done.map_err(|e| TransferError::Storage(e.into()));
+        match std::mem::replace(self, Sink::Gone) {
+            Sink::Idle(spare) => Ok(spare),
+            Sink::Writing(job) => pooled(job).await,
+            Sink::Gone => Err(TransferError::Storage(StorageError::Io(io::Error::other("upload file lost")))),
         }
-        self.idle.take().ok_or_else(|| TransferError::Storage(StorageError::Io(io::Error::other("upload file lost"))))
     }
 
     /// Starts writing a full batch; returns an empty buffer for the next.
     async fn write(&mut self, batch: Vec<u8>) -> Result<Vec<u8>, TransferError> {
         let (mut file, mut spare) = self.settle().await?;
-        self.writing = Some(tokio::task::spawn_blocking(move || {
+        *self = Sink::Writing(tokio::task::spawn_blocking(move || {
             file.write_all(&batch)?;
             Ok((file, batch))
         }));
@@ -558,12 +512,10 @@ impl Sink {
     /// (temporary name, final name): one trip to the blocking pool.
     async fn finish(mut self, last: Vec<u8>, rename: Option<(VirtualPath, VirtualPath)>) -> Result<(), TransferError> {
         let (mut file, _) = self.settle().await?;
-        let done = tokio::task::spawn_blocking(move || {
+        pooled(tokio::task::spawn_blocking(move || {
             file.write_all(&last)?;
             file.finish(rename.as_ref().map(|(from, to)| (from, to)))
-        })
+        }))
         .await
-        .map_err(|e| TransferError::Storage(StorageError::Io(io::Error::other(e))))?;
-        done.map_err(|e| TransferError::Storage(e.into()))
     }
 }

@@ -19,7 +19,6 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use ferroftp_proto::{code, Command, LineDecoder, LineEvent, Reply, TransferType};
@@ -524,7 +523,7 @@ impl Session {
                     if self.passive.as_ref().is_some_and(|p| p.release_at <= now) {
                         self.passive = None;
                     }
-                    if now < self.login_deadline.map_or(deadline, |d| d.min(deadline)) {
+                    if now < self.close_deadline(deadline) {
                         timer.as_mut().reset(self.next_deadline(deadline));
                         continue;
                     }
@@ -563,8 +562,13 @@ impl Session {
     /// When the session's timer must next fire: the login or idle
     /// deadline, or the release of a kept passive listener.
     fn next_deadline(&self, idle_deadline: Instant) -> Instant {
-        let due = self.login_deadline.map_or(idle_deadline, |d| d.min(idle_deadline));
-        self.passive.as_ref().map_or(due, |p| p.release_at.min(due))
+        let close = self.close_deadline(idle_deadline);
+        self.passive.as_ref().map_or(close, |p| p.release_at.min(close))
+    }
+
+    /// When the session is closed for want of a login or of activity.
+    fn close_deadline(&self, idle_deadline: Instant) -> Instant {
+        self.login_deadline.map_or(idle_deadline, |d| d.min(idle_deadline))
     }
 
     /// Commands answered at once while a transfer runs: ABOR and STAT.
@@ -645,7 +649,7 @@ impl Session {
                 // leave in one write (one packet fewer per file). Whatever
                 // waits (a client that connects only after the 150, a TLS
                 // handshake, a big file) gets its 150 now.
-                let first_poll = std::future::poll_fn(|cx| Poll::Ready(task.as_mut().poll(cx))).await;
+                let first_poll = transfer::poll_once(task.as_mut()).await;
                 let running = RunningTransfer {
                     task: SyncWrapper::new(task),
                     progress,
@@ -654,13 +658,13 @@ impl Session {
                     partial: start.partial,
                 };
                 match first_poll {
-                    Poll::Ready(outcome) => {
+                    Some(outcome) => {
                         let last = running.outcome_reply(outcome).await;
                         let mut wire = start.preliminary.to_wire();
                         wire.extend_from_slice(&last.to_wire());
                         self.writer.write_all(&wire).await?;
                     }
-                    Poll::Pending => {
+                    None => {
                         self.send(&start.preliminary).await?;
                         self.transfer = Some(running);
                     }
