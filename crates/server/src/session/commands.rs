@@ -799,10 +799,11 @@ impl Session {
         } else {
             (target.clone(), WriteMode::Truncate, None, keep.then(|| target.clone()), 0)
         };
-        let sink = match storage.open_write(&written, mode, self.umask).await {
+        let mut sink = match storage.open_write(&written, mode, self.umask).await {
             Ok(w) => w,
             Err(e) => return storage_error("Could not create file", &e),
         };
+        let closed = sink.closed();
         // Bytes a truncating open freed at once (STOR in place, or REST).
         if let (Some(q), Some(len)) = (&quota, existing_len) {
             match mode {
@@ -826,7 +827,7 @@ impl Session {
             Job::Receive { sink, ascii: self.transfer_type == TransferType::Ascii, commit, charge: charge.clone() },
             format!("{verb} {arg}"),
             "Transfer complete.".into(),
-            Some(PartialUpload { storage, written, keep_as, original_len, charge }),
+            Some(PartialUpload { storage, written, keep_as, original_len, charge, closed }),
         )
         .await
     }
@@ -857,7 +858,7 @@ impl Session {
             let name = if n == 0 { stem.clone() } else { format!("{stem}.{n}") };
             let path = dir.join(&name);
             match storage.open_write(&path, WriteMode::CreateNew, self.umask).await {
-                Ok(sink) => {
+                Ok(mut sink) => {
                     // RFC 1123 4.1.2.9: the 150 reply names the file.
                     let keep = self.ctx.config.partial_uploads == PartialUploads::Keep;
                     let charge = quota.map(|quota| {
@@ -869,6 +870,7 @@ impl Session {
                         keep_as: keep.then_some(path),
                         original_len: None,
                         charge: charge.clone(),
+                        closed: sink.closed(),
                     };
                     return self
                         .begin_transfer(

@@ -94,9 +94,45 @@ pub struct Writer {
     file: std::fs::File,
     /// The root it was opened beneath, for the completing rename.
     root: Arc<Dir>,
+    /// Opened with O_APPEND (APPE): every write lands at the end.
+    appends: bool,
+    /// Dropped with the writer, which tells [`Closed`] the file is shut.
+    _open: tokio::sync::oneshot::Sender<()>,
+    /// The other end, until [`Writer::closed`] hands it out.
+    closed: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+/// Resolves once an upload's [`Writer`] is gone, so nothing writes to
+/// the file any more (a write may still be running on the blocking pool
+/// or a streaming thread after its transfer was dropped).
+#[derive(Debug)]
+pub struct Closed(tokio::sync::oneshot::Receiver<()>);
+
+impl Closed {
+    /// Waits until the writer is dropped.
+    pub async fn wait(self) {
+        let _ = self.0.await;
+    }
 }
 
 impl Writer {
+    /// Wraps an open file.
+    fn new(file: std::fs::File, root: Arc<Dir>, appends: bool) -> Writer {
+        let (open, closed) = tokio::sync::oneshot::channel();
+        Writer { file, root, appends, _open: open, closed: Some(closed) }
+    }
+
+    /// What resolves once this writer is dropped (once; `None` after).
+    pub fn closed(&mut self) -> Option<Closed> {
+        self.closed.take().map(Closed)
+    }
+
+    /// Whether the file was opened to append (splice(2) cannot write to
+    /// such a file).
+    pub fn appends(&self) -> bool {
+        self.appends
+    }
+
     /// Writes every byte (blocking).
     ///
     /// # Errors
@@ -116,6 +152,13 @@ impl Writer {
             Some((from, to)) => self.root.rename(from.relative(), &self.root, to.relative()),
             None => Ok(()),
         }
+    }
+}
+
+impl std::os::fd::AsFd for Writer {
+    /// The open file, for splice(2) into it.
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.file.as_fd()
     }
 }
 
@@ -215,7 +258,7 @@ impl Storage for LocalFs {
             Ok(file)
         };
         let file = if mode == WriteMode::CreateNew { self.reading(open).await? } else { self.blocking(open).await? };
-        Ok(Writer { file, root: Arc::clone(&self.root) })
+        Ok(Writer::new(file, Arc::clone(&self.root), mode == WriteMode::Append))
     }
 
     async fn mkdir(&self, path: &VirtualPath, umask: u32) -> Result<(), StorageError> {

@@ -46,7 +46,7 @@ pub struct OpenFile {
     pub size: u64,
 }
 
-pub use local::Writer;
+pub use local::{Closed, Writer};
 
 // Local files are read in place: a read of the page cache takes
 // microseconds, far less than handing it to another thread and back

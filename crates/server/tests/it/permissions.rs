@@ -245,3 +245,35 @@ fn file_quota_refuses_new_files_before_the_transfer() {
     c.upload(Mode::Pasv, "STOR third", b"3");
     assert_eq!(std::fs::read_dir(homes.path().join("q")).unwrap().count(), 2);
 }
+
+#[test]
+fn byte_quota_stops_a_streaming_resume_and_cuts_the_file_back() {
+    // A resumed upload (REST + STOR) of several MiB streams on a thread
+    // of its own; past the quota it is refused and the file is cut back to
+    // the offset once the thread has stopped writing.
+    let (server, homes) = quota_user(Some(3 << 20), None);
+    let home = homes.path().join("q");
+    let mut c = login_as(&server, "q");
+    let start = random_bytes(100_000, 1);
+    c.upload(Mode::Pasv, "STOR big.bin", &start);
+    c.ok("TYPE I", 200);
+    let pending = c.data(Mode::Pasv);
+    c.ok("REST 100000", 350);
+    c.send("STOR big.bin");
+    assert_eq!(c.reply().0, 150);
+    let mut data = pending.open();
+    let _ = std::io::Write::write_all(&mut data, &random_bytes(8 << 20, 2));
+    drop(data);
+    let (code, text) = c.reply();
+    assert_eq!(code, 552, "{text}");
+    assert!(read(&home.join("big.bin")) == start, "the resumed part was not cut back");
+    // A new upload past the limit leaves nothing behind.
+    let pending = c.data(Mode::Pasv);
+    c.send("STOR other.bin");
+    assert_eq!(c.reply().0, 150);
+    let mut data = pending.open();
+    let _ = std::io::Write::write_all(&mut data, &random_bytes(8 << 20, 3));
+    drop(data);
+    assert_eq!(c.reply().0, 552);
+    assert!(!home.join("other.bin").exists());
+}

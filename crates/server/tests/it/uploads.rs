@@ -192,3 +192,53 @@ fn without_atomic_uploads_stor_writes_in_place() {
     assert_eq!(c.reply().0, 226);
     assert_eq!(settled(&server.path("f"), b"new"), b"new");
 }
+
+/// Bytes the running transfer has moved, as STAT shows them.
+fn progress(c: &mut Ctl) -> Option<u64> {
+    let (code, text) = c.cmd("STAT");
+    assert_eq!(code, 213, "{text}");
+    let before = text.split(" bytes transferred").next()?;
+    before.rsplit(' ').next()?.parse().ok()
+}
+
+/// Sends a pattern of bytes until the server closes the connection (at
+/// most 1 GiB); the bytes sent.
+fn keep_sending(mut data: TcpStream) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let chunk = random_bytes(256 * 1024, 42);
+        let mut sent = 0u64;
+        while sent < 1 << 30 && data.write_all(&chunk).is_ok() {
+            sent += chunk.len() as u64;
+        }
+        sent
+    })
+}
+
+#[test]
+fn an_upload_aborted_while_streaming_leaves_the_old_file_intact() {
+    // A client sending without pause past the first batch: the upload
+    // streams on a thread of its own when ABOR comes.
+    let server = TestServer::start();
+    let good = random_bytes(300_000, 1);
+    std::fs::write(server.path("image.iso"), &good).unwrap();
+    let mut c = server.login();
+    let data = start_upload(&mut c, "image.iso", &[]);
+    let sender = keep_sending(data);
+    for _ in 0..500 {
+        if progress(&mut c).is_some_and(|n| n > 4 << 20) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    c.send("ABOR");
+    assert_eq!(c.reply().0, 426);
+    assert_eq!(c.reply().0, 226);
+    let sent = sender.join().unwrap();
+    assert!(sent < 1 << 30, "the data connection stayed open after ABOR");
+    assert!(read(&server.path("image.iso")) == good, "the good file changed");
+    assert_eq!(temp_files(&server), Vec::<String>::new());
+    // The session carries on, and the next upload streams to its end.
+    let body = random_bytes(6 << 20, 5);
+    c.upload(Mode::Pasv, "STOR image.iso", &body);
+    assert!(read(&server.path("image.iso")) == body);
+}
