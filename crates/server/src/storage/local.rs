@@ -31,7 +31,7 @@ use cap_std::fs::{Dir, DirBuilder, Metadata, OpenOptions, Permissions};
 use cap_std::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use ferroftp_proto::listing::{EntryFacts, EntryKind, UniqueId};
 
-use super::{OpenFile, Reader, Storage, StorageError, WriteMode};
+use super::{OpenFile, Reader, Storage, StorageError, WriteMode, Writer};
 use crate::path::VirtualPath;
 
 /// A directory on the local filesystem.
@@ -80,85 +80,6 @@ impl LocalFs {
             Ok(result) => result.map_err(StorageError::from),
             Err(join) => Err(StorageError::Io(io::Error::other(join.to_string()))),
         }
-    }
-}
-
-/// An upload's target: a local file, written with plain blocking calls that
-/// the transfer makes on the blocking pool in big batches, the last one
-/// together with the rename that completes an atomic upload. A small
-/// upload thus takes one trip to the pool after the open instead of four
-/// (write, flush, shutdown, rename); measured in docs/BENCHMARKS.md.
-#[derive(Debug)]
-pub struct Writer {
-    /// The open file.
-    file: std::fs::File,
-    /// The root it was opened beneath, for the completing rename.
-    root: Arc<Dir>,
-    /// Opened with O_APPEND (APPE): every write lands at the end.
-    appends: bool,
-    /// Dropped with the writer, which tells [`Closed`] the file is shut.
-    _open: tokio::sync::oneshot::Sender<()>,
-    /// The other end, until [`Writer::closed`] hands it out.
-    closed: Option<tokio::sync::oneshot::Receiver<()>>,
-}
-
-/// Resolves once an upload's [`Writer`] is gone, so nothing writes to
-/// the file any more (a write may still be running on the blocking pool
-/// or a streaming thread after its transfer was dropped).
-#[derive(Debug)]
-pub struct Closed(tokio::sync::oneshot::Receiver<()>);
-
-impl Closed {
-    /// Waits until the writer is dropped.
-    pub async fn wait(self) {
-        let _ = self.0.await;
-    }
-}
-
-impl Writer {
-    /// Wraps an open file.
-    fn new(file: std::fs::File, root: Arc<Dir>, appends: bool) -> Writer {
-        let (open, closed) = tokio::sync::oneshot::channel();
-        Writer { file, root, appends, _open: open, closed: Some(closed) }
-    }
-
-    /// What resolves once this writer is dropped (once; `None` after).
-    pub fn closed(&mut self) -> Option<Closed> {
-        self.closed.take().map(Closed)
-    }
-
-    /// Whether the file was opened to append (splice(2) cannot write to
-    /// such a file).
-    pub fn appends(&self) -> bool {
-        self.appends
-    }
-
-    /// Writes every byte (blocking).
-    ///
-    /// # Errors
-    /// The write's error (no space, quota, I/O).
-    pub fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        io::Write::write_all(&mut self.file, bytes)
-    }
-
-    /// Closes the file and, given `rename` (temporary name, final name),
-    /// moves it into place (blocking).
-    ///
-    /// # Errors
-    /// The rename's error.
-    pub fn finish(self, rename: Option<(&VirtualPath, &VirtualPath)>) -> io::Result<()> {
-        drop(self.file);
-        match rename {
-            Some((from, to)) => self.root.rename(from.relative(), &self.root, to.relative()),
-            None => Ok(()),
-        }
-    }
-}
-
-impl std::os::fd::AsFd for Writer {
-    /// The open file, for splice(2) into it.
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.file.as_fd()
     }
 }
 

@@ -7,6 +7,7 @@
 //! backend's business: it returns [`EntryFacts`] and the session formats.
 
 pub mod local;
+mod writer;
 
 use std::io;
 use std::pin::Pin;
@@ -46,7 +47,7 @@ pub struct OpenFile {
     pub size: u64,
 }
 
-pub use local::{Closed, Writer};
+pub use writer::{Closed, Writer};
 
 // Local files are read in place: a read of the page cache takes
 // microseconds, far less than handing it to another thread and back

@@ -155,6 +155,7 @@ pub(super) fn run(stream: Stream) -> Outcome {
             if charge.as_ref().is_some_and(|c| !c.charge(n as u64)) {
                 return Err(TransferError::Storage(StorageError::QuotaExceeded));
             }
+            writer.reserve_ahead(n as u64);
             drain_pipe(&pipe_out, &writer, n)?;
             moved += n as u64;
             progress.fetch_add(n as u64, Ordering::Relaxed);
