@@ -20,6 +20,10 @@ use crate::path::VirtualPath;
 /// Bytes reserved at a time ahead of a streaming upload.
 const RESERVE_AHEAD: u64 = 64 << 20;
 
+/// No space is reserved on a filesystem with less than this free: there,
+/// space held for one upload could make another fail.
+const RESERVE_ONLY_ABOVE: u64 = 16 * RESERVE_AHEAD;
+
 /// The file an upload writes; see the module's notes.
 #[derive(Debug)]
 pub struct Writer {
@@ -81,8 +85,9 @@ impl Writer {
 
     /// Makes sure the next `n` bytes written at the file's position fall
     /// in reserved space, reserving [`RESERVE_AHEAD`] more when they do
-    /// not (blocking). A filesystem that cannot reserve (or a full disk)
-    /// is simply written as usual: the writes then report what fails.
+    /// not (blocking). A filesystem that cannot reserve, or has less than
+    /// [`RESERVE_ONLY_ABOVE`] free, is simply written as usual (and not
+    /// asked again): the writes then report what fails.
     pub fn reserve_ahead(&mut self, n: u64) {
         let Some(left) = self.reserved else { return };
         if n <= left {
@@ -90,10 +95,12 @@ impl Writer {
             return;
         }
         let len = RESERVE_AHEAD.max(n);
-        let reserved = self
-            .file
-            .stream_position()
-            .is_ok_and(|at| rustix::fs::fallocate(&self.file, rustix::fs::FallocateFlags::KEEP_SIZE, at, len).is_ok());
+        let roomy = rustix::fs::fstatvfs(&self.file)
+            .is_ok_and(|fs| fs.f_bavail.saturating_mul(fs.f_frsize) >= RESERVE_ONLY_ABOVE.saturating_add(len));
+        let reserved = roomy
+            && self.file.stream_position().is_ok_and(|at| {
+                rustix::fs::fallocate(&self.file, rustix::fs::FallocateFlags::KEEP_SIZE, at, len).is_ok()
+            });
         self.trim |= reserved;
         self.reserved = reserved.then(|| len - n);
     }
