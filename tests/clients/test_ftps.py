@@ -21,6 +21,7 @@ from conftest import (
     run,
     sha256_bytes,
     trace_commands,
+    wait_for,
 )
 
 
@@ -211,7 +212,9 @@ def test_implicit_ftps_with_curl(server_factory, certs, tmp_path):
     srv = server_factory(
         "--anonymous-write", "--tls-cert", str(cert), "--tls-key", str(key), "--implicit-tls-listen", f"{HOST}:{port}"
     )
-    assert any(f"implicit FTPS listening on {HOST}:{port}" in line for line in srv.log), srv.log
+    # The implicit listener's line may follow the main one by a moment.
+    announced = f"implicit FTPS listening on {HOST}:{port}"
+    assert wait_for(lambda: any(announced in line for line in srv.log), timeout=10), srv.log
     src = make_random_file(tmp_path / "implicit.bin", 1024 * 1024)
     up = run(["curl", "-sS", "-k", "-T", str(src), f"ftps://{HOST}:{port}/"])
     assert up.returncode == 0, describe(up, "curl ftps:// upload")

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use ferroftp_proto::ascii;
 use ferroftp_proto::code;
+use std::os::fd::AsFd;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 
 use crate::data::{DataConn, DataError, DataSetup};
@@ -20,7 +22,7 @@ use crate::path::VirtualPath;
 use crate::quota::UploadCharge;
 use crate::storage::{Closed, Reader, Storage, StorageError, Writer};
 
-mod upload_thread;
+mod stream_thread;
 
 /// Prefix of the temporary names atomic uploads are written under; such
 /// entries are hidden from listings.
@@ -227,17 +229,45 @@ async fn send_file(
     mut conn: DataConn,
     file: &std::fs::File,
     len: Option<u64>,
-    progress: &AtomicU64,
+    progress: &Arc<AtomicU64>,
 ) -> Result<u64, TransferError> {
     let _ = match &conn {
         DataConn::Unregistered(s) => rustix::net::sockopt::set_tcp_cork(s, true),
         DataConn::Registered(s) => rustix::net::sockopt::set_tcp_cork(s, true),
     };
     let mut total = 0u64;
+    // Whether the copying thread had its turn (once per transfer).
+    let mut copied = false;
+    // A client that connected after the 150 finds its connection already
+    // registered: a big file goes to the thread before the first send.
+    if let DataConn::Registered(tcp) = &conn {
+        if len.is_none_or(|l| l >= COPY_AT_LEAST) {
+            copied = true;
+            if let Some((sent, ended)) = copy_on_thread(tcp.as_fd(), file, len, progress).await? {
+                total = sent;
+                progress.store(total, Ordering::Relaxed);
+                if ended == stream_thread::Ended::Finished {
+                    return finish_send(conn, total).await;
+                }
+            }
+        }
+    }
     while len.is_none_or(|l| total < l) {
         let sent = match conn {
             DataConn::Unregistered(ref s) => match sendfile_once(s, file) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // A big file: to a client on this host, copy it on a thread.
+                    if !copied {
+                        copied = true;
+                        let left = len.map(|l| l - total);
+                        if let Some((sent, ended)) = copy_on_thread(s.as_fd(), file, left, progress).await? {
+                            total += sent;
+                            progress.store(total, Ordering::Relaxed);
+                            if ended == stream_thread::Ended::Finished {
+                                break;
+                            }
+                        }
+                    }
                     conn = DataConn::Registered(conn.registered().map_err(TransferError::Network)?);
                     continue;
                 }
@@ -256,12 +286,51 @@ async fn send_file(
             Err(e) => return Err(TransferError::Storage(e.into())),
         }
     }
+    finish_send(conn, total).await
+}
+
+/// A registered data connection is handed to the copying thread only for
+/// files of at least this size (an unregistered one once its socket buffer
+/// is full).
+const COPY_AT_LEAST: u64 = 1 << 20;
+
+/// Ends a download: the FIN after the last byte; returns the bytes sent.
+async fn finish_send(conn: DataConn, total: u64) -> Result<u64, TransferError> {
     match conn {
         DataConn::Unregistered(s) => s.shutdown(std::net::Shutdown::Write),
         DataConn::Registered(mut tcp) => AsyncWriteExt::shutdown(&mut tcp).await,
     }
     .map_err(TransferError::Network)?;
     Ok(total)
+}
+
+/// Copies a download on a thread of its own (see [`stream_thread`]) when
+/// the client is on this host and a place is free: the bytes sent and how
+/// it ended, or `None` when it was not taken.
+async fn copy_on_thread(
+    socket: std::os::fd::BorrowedFd<'_>,
+    file: &std::fs::File,
+    limit: Option<u64>,
+    progress: &Arc<AtomicU64>,
+) -> Result<Option<(u64, stream_thread::Ended)>, TransferError> {
+    let peer = rustix::net::getpeername(socket).ok().flatten().and_then(|a| std::net::SocketAddr::try_from(a).ok());
+    if !peer.is_some_and(|a| a.ip().to_canonical().is_loopback()) {
+        return Ok(None);
+    }
+    let Some(permit) = stream_thread::Permit::try_take() else { return Ok(None) };
+    let socket = Arc::new(socket.try_clone_to_owned().map_err(TransferError::Network)?);
+    let file = file.try_clone().map_err(|e| TransferError::Storage(e.into()))?;
+    let cancel = Arc::new(stream_thread::Cancel::new(socket.clone()));
+    let cancel_on_drop = stream_thread::CancelOnDrop::new(cancel.clone());
+    let download = stream_thread::Download { socket, file, limit, progress: progress.clone(), cancel };
+    let (sent, ended) = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        stream_thread::run_download(download)
+    })
+    .await
+    .map_err(|e| TransferError::Storage(StorageError::Io(io::Error::other(e))))?;
+    cancel_on_drop.disarm();
+    Ok(Some((sent, ended?)))
 }
 
 /// One sendfile(2) call: the bytes sent (0 at the end of the file), or
@@ -471,12 +540,12 @@ async fn receive(
             room = (room * 2).min(limits.wire);
         }
         if batch.len() >= limits.batch {
-            if let Some(permit) = may_stream.then(upload_thread::Permit::try_take).flatten() {
+            if let Some(permit) = may_stream.then(stream_thread::Permit::try_take).flatten() {
                 let (moved, ended) = stream_on_thread(data, sink, batch, charge, progress, permit).await?;
                 total += moved;
                 match ended {
-                    upload_thread::Ended::Finished => return Ok((total, Vec::new())),
-                    upload_thread::Ended::Paused => {
+                    stream_thread::Ended::Finished => return Ok((total, Vec::new())),
+                    stream_thread::Ended::Paused => {
                         progress.store(total, Ordering::Relaxed);
                         batch = Vec::new();
                         continue;
@@ -499,21 +568,22 @@ async fn stream_on_thread(
     pending: Vec<u8>,
     charge: Option<&Arc<UploadCharge>>,
     progress: &Arc<AtomicU64>,
-    permit: upload_thread::Permit,
-) -> Result<(u64, upload_thread::Ended), TransferError> {
+    permit: stream_thread::Permit,
+) -> Result<(u64, stream_thread::Ended), TransferError> {
     let socket = data.socket().ok_or_else(|| TransferError::Network(io::Error::other("not a plain socket")))?;
     let socket = Arc::new(socket.try_clone_to_owned().map_err(TransferError::Network)?);
     let (writer, spare) = sink.settle().await?;
-    let cancel = Arc::new(upload_thread::Cancel::new(socket.clone()));
-    let _cancel_on_drop = upload_thread::CancelOnDrop(cancel.clone());
+    let cancel = Arc::new(stream_thread::Cancel::new(socket.clone()));
+    let cancel_on_drop = stream_thread::CancelOnDrop::new(cancel.clone());
     let stream =
-        upload_thread::Stream { socket, writer, pending, charge: charge.cloned(), progress: progress.clone(), cancel };
+        stream_thread::Stream { socket, writer, pending, charge: charge.cloned(), progress: progress.clone(), cancel };
     let (writer, moved, ended) = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        upload_thread::run(stream)
+        stream_thread::run(stream)
     })
     .await
     .map_err(|e| TransferError::Storage(StorageError::Io(io::Error::other(e))))?;
+    cancel_on_drop.disarm();
     *sink = Sink::Idle((writer, spare));
     Ok((moved, ended?))
 }

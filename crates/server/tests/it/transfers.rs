@@ -219,3 +219,38 @@ fn upload_data_is_all_written_before_226() {
     assert_eq!(c.reply().0, 226);
     assert_eq!(read(&server.path("slow")), body);
 }
+
+#[test]
+fn a_big_download_to_a_reader_that_pauses_arrives_whole() {
+    // A client on this host gets a big file copied on a thread; when it
+    // stops reading for longer than the thread waits, the transfer goes
+    // back to sendfile from the right place.
+    let server = TestServer::start();
+    let body = random_bytes(24 * 1024 * 1024 + 333, 21);
+    std::fs::write(server.path("big"), &body).unwrap();
+    let mut c = server.login();
+    c.ok("TYPE I", 200);
+    // Connecting before RETR (as curl does) and after the 150 (as the
+    // seed's nc does) take different paths to the thread.
+    for (offset, connect_first) in [(0usize, true), (5_000_001, true), (0, false), (7_000_003, false)] {
+        let pending = c.data(Mode::Pasv);
+        if offset > 0 {
+            c.ok(&format!("REST {offset}"), 350);
+        }
+        let (early, later) = if connect_first { (Some(pending.open()), None) } else { (None, Some(pending)) };
+        c.send("RETR big");
+        assert_eq!(c.reply().0, 150);
+        let mut data = early.unwrap_or_else(|| later.expect("not opened yet").open());
+        let mut got = vec![0u8; 3 * 1024 * 1024];
+        data.read_exact(&mut got).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let mut more = vec![0u8; 1024 * 1024];
+        data.read_exact(&mut more).unwrap();
+        got.extend_from_slice(&more);
+        std::thread::sleep(Duration::from_millis(300));
+        data.read_to_end(&mut got).unwrap();
+        assert_eq!(c.reply().0, 226);
+        assert!(got.len() == body.len() - offset, "{} bytes", got.len());
+        assert!(got == body[offset..], "the bytes differ");
+    }
+}

@@ -242,3 +242,20 @@ fn an_upload_aborted_while_streaming_leaves_the_old_file_intact() {
     c.upload(Mode::Pasv, "STOR image.iso", &body);
     assert!(read(&server.path("image.iso")) == body);
 }
+
+#[test]
+fn a_big_upload_that_pauses_mid_stream_arrives_whole() {
+    // The upload streams on a thread, goes back to the async path when the
+    // client pauses, and streams again when it resumes.
+    let server = TestServer::start();
+    let body = random_bytes(9 * 1024 * 1024 + 77, 31);
+    let mut c = server.login();
+    let mut data = start_upload(&mut c, "paused.bin", &body[..3 << 20]);
+    std::thread::sleep(Duration::from_millis(300));
+    data.write_all(&body[3 << 20..6 << 20]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    data.write_all(&body[6 << 20..]).unwrap();
+    drop(data);
+    assert_eq!(c.reply().0, 226);
+    assert!(read(&server.path("paused.bin")) == body, "the bytes differ");
+}
