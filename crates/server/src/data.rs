@@ -119,6 +119,8 @@ fn bind_reusable(ip: IpAddr, port: u16) -> std::io::Result<PassiveListener> {
     let flags = net::SocketFlags::NONBLOCK | net::SocketFlags::CLOEXEC;
     let socket = net::socket_with(family, net::SocketType::STREAM, flags, Some(net::ipproto::TCP))?;
     net::sockopt::set_socket_reuseaddr(&socket, true)?;
+    // Accepted data connections inherit the cork (see [`DataConn`]).
+    net::sockopt::set_tcp_cork(&socket, true)?;
     net::bind(&socket, &SocketAddr::new(ip, port))?;
     // A data port takes one connection; a little room lets a foreign
     // connection be dropped without refusing the client's own.
@@ -165,6 +167,13 @@ fn accept_now(listener: &OwnedFd) -> std::io::Result<Option<(std::net::TcpStream
 }
 
 /// An opened data connection.
+///
+/// Every data connection starts corked (TCP_CORK): passive ones inherit it
+/// from their listener, set once when it is bound, active ones get it
+/// before they connect. A download then sends full segments only, and the
+/// last with the FIN; a transfer that must not wait for the cork (TLS, a
+/// rate limit) takes it off. Setting it per connection cost a system call
+/// per file.
 #[derive(Debug)]
 pub enum DataConn {
     /// Taken from the accept queue without the runtime: non-blocking, not
@@ -288,6 +297,8 @@ async fn connect_from(
     let connect_err = |source| DataError::Connect { target, source };
     let socket = if target.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(connect_err)?;
     socket.set_reuseaddr(true).map_err(connect_err)?;
+    // Corked like every data connection (see [`DataConn`]).
+    rustix::net::sockopt::set_tcp_cork(&socket, true).map_err(|e| connect_err(e.into()))?;
     let local_ip = match (local_ip, target) {
         (IpAddr::V6(v6), SocketAddr::V4(_)) => v6.to_ipv4_mapped().map_or(local_ip, IpAddr::V4),
         _ => local_ip,
@@ -296,5 +307,53 @@ async fn connect_from(
     match timeout_at(deadline, socket.connect(target)).await {
         Ok(result) => result.map_err(connect_err),
         Err(_) => Err(DataError::ConnectTimeout(target)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corked(conn: &DataConn) -> bool {
+        match conn {
+            DataConn::Unregistered(s) => net::sockopt::tcp_cork(s).unwrap(),
+            DataConn::Registered(s) => net::sockopt::tcp_cork(s).unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn passive_connections_come_corked_whether_waiting_or_late() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let listener = Arc::new(listen_passive(ip, None).await.unwrap());
+        let addr = SocketAddr::new(ip, listener.port);
+        // Already waiting in the accept queue.
+        let _early = std::net::TcpStream::connect(addr).unwrap();
+        let setup = DataSetup::Passive { listener: listener.clone(), expected_peer: Some(ip) };
+        let conn = setup.open(Duration::from_secs(5)).await.unwrap();
+        assert!(matches!(conn, DataConn::Unregistered(_)));
+        assert!(corked(&conn));
+        // Connecting only once the transfer waits.
+        let setup = DataSetup::Passive { listener, expected_peer: Some(ip) };
+        let late = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::net::TcpStream::connect(addr).await.unwrap()
+        });
+        let conn = setup.open(Duration::from_secs(5)).await.unwrap();
+        assert!(matches!(conn, DataConn::Registered(_)));
+        assert!(corked(&conn));
+        drop(late.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn active_connections_come_corked() {
+        let client = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let setup = DataSetup::Active {
+            target: client.local_addr().unwrap(),
+            local_ip: "127.0.0.1".parse().unwrap(),
+            source_port: 0,
+        };
+        let conn = setup.open(Duration::from_secs(5)).await.unwrap();
+        assert!(corked(&conn));
+        drop(client.accept().unwrap());
     }
 }

@@ -223,18 +223,15 @@ const SENDFILE_CHUNK: usize = 1 << 30;
 ///
 /// A connection not yet registered with the runtime is written directly
 /// and registered only if its buffer fills: a small file is done without
-/// epoll set-up and tear-down. The socket is corked, so the last partial
-/// segment leaves together with the FIN: one packet fewer per file.
+/// epoll set-up and tear-down. The socket comes corked (see data.rs), so
+/// the last partial segment leaves together with the FIN: one packet fewer
+/// per file.
 async fn send_file(
     mut conn: DataConn,
     file: &std::fs::File,
     len: Option<u64>,
     progress: &Arc<AtomicU64>,
 ) -> Result<u64, TransferError> {
-    let _ = match &conn {
-        DataConn::Unregistered(s) => rustix::net::sockopt::set_tcp_cork(s, true),
-        DataConn::Registered(s) => rustix::net::sockopt::set_tcp_cork(s, true),
-    };
     let mut total = 0u64;
     // Whether the copying thread had its turn (once per transfer).
     let mut copied = false;
@@ -369,17 +366,15 @@ pub async fn run(
         return send_file(conn, file, *len, &progress).await;
     }
     let tcp = conn.registered().map_err(TransferError::Network)?;
+    // Data connections come corked (see data.rs): full segments only, the
+    // last one with the FIN. Not for TLS, whose handshake must not wait
+    // for the cork's timer, nor under a rate limit (paced writes would).
+    if tls.is_some() || rate.is_some() {
+        let _ = rustix::net::sockopt::set_tcp_cork(&tcp, false);
+    }
     let mut data: Box<dyn DataIo> = match tls {
         Some(t) => t.accept(tcp, open_timeout).await?,
-        None => {
-            // Full segments only, the last one with the FIN (as in
-            // send_file). Not under a rate limit: paced writes would wait
-            // for the cork's timer.
-            if matches!(job, Job::Send { .. }) && rate.is_none() {
-                let _ = rustix::net::sockopt::set_tcp_cork(&tcp, true);
-            }
-            Box::new(tcp)
-        }
+        None => Box::new(tcp),
     };
     let throttle = rate.map(|rate| Throttle { rate, started: tokio::time::Instant::now() });
     // Smaller chunks at low rates keep the pace smooth.
