@@ -7,6 +7,7 @@ reported as a failure instead of hiding a server bug.
 
 from __future__ import annotations
 
+import os
 from urllib.parse import quote
 
 import pytest
@@ -224,3 +225,27 @@ def test_curl_readonly_anonymous_cannot_upload(readonly_anon_server, payload, wo
     # reading still works
     cp = run(["curl", "-sS", "--max-time", "30", "-u", "anonymous:x", f"{srv.url}/existing.txt"])
     assert cp.returncode == 0 and cp.stdout == b"readable\n", describe(cp, "anonymous read failed")
+
+
+def test_worker_threads_setting_runs_sessions_on_that_many_threads(server_factory, tmp_path):
+    """worker_threads = 1: the server runs on its main thread and one worker,
+    and curl's round trip is whole; 0 is refused naming the key."""
+    from conftest import FERROFTP_BIN, make_random_file
+
+    config = tmp_path / "one.toml"
+    config.write_text("worker_threads = 1\n")
+    srv = server_factory("--anonymous-write", "--config", str(config))
+    threads = len(os.listdir(f"/proc/{srv.proc.pid}/task"))
+    assert threads == 2, f"{threads} threads with worker_threads = 1"
+    src = make_random_file(tmp_path / "w.bin", 3 * 1024 * 1024 + 5)
+    up = run(["curl", "-sS", "-T", str(src), f"ftp://{HOST}:{srv.port}/w.bin"])
+    assert up.returncode == 0, describe(up, "curl upload")
+    back = tmp_path / "back.bin"
+    down = run(["curl", "-sS", "-o", str(back), f"ftp://{HOST}:{srv.port}/w.bin"])
+    assert down.returncode == 0, describe(down, "curl download")
+    assert_same_file(back, src, "worker_threads = 1 round trip")
+
+    bad = tmp_path / "zero.toml"
+    bad.write_text("worker_threads = 0\n")
+    cp = run([str(FERROFTP_BIN), "serve", "--listen", f"{HOST}:0", "--root", str(tmp_path), "--config", str(bad)])
+    assert cp.returncode != 0 and "worker_threads" in _dec(cp.stderr) + _dec(cp.stdout), describe(cp, "bad config")

@@ -76,7 +76,12 @@ impl ServeArgs {
 /// Runs the server until Ctrl-C or SIGTERM.
 pub fn run(args: ServeArgs) -> Result<(), String> {
     let config = Config::from_file(args.into_file_config()?).map_err(|e| e.to_string())?;
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start runtime: {e}"))?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(n) = config.worker_threads {
+        runtime.worker_threads(n);
+    }
+    let runtime = runtime.build().map_err(|e| format!("cannot start runtime: {e}"))?;
     runtime.block_on(async move {
         let root = config.anonymous.root.canonicalize().unwrap_or_else(|_| config.anonymous.root.clone());
         let anonymous = match (config.anonymous.enabled, config.anonymous.write) {

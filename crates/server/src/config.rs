@@ -108,6 +108,8 @@ pub struct FileConfig {
     /// in place (for network filesystems that can stall); calls that
     /// change files always run there.
     pub storage_thread_pool: Option<bool>,
+    /// Threads running sessions (1-1024; default: one per core).
+    pub worker_threads: Option<usize>,
     /// What happens to a broken upload: "keep" (for resume) or "delete".
     pub partial_uploads: Option<String>,
     /// Whether PASV and EPSV are offered.
@@ -291,6 +293,8 @@ pub struct Config {
     /// Read-only filesystem calls go to a thread pool rather than running
     /// in place.
     pub storage_thread_pool: bool,
+    /// Threads running sessions; `None`: one per core.
+    pub worker_threads: Option<usize>,
     /// What happens to a broken upload.
     pub partial_uploads: PartialUploads,
     /// PASV and EPSV offered.
@@ -424,6 +428,10 @@ impl Config {
             active_source_port: file.active_source_port.unwrap_or(20),
             atomic_uploads: file.atomic_uploads.unwrap_or(true),
             storage_thread_pool: file.storage_thread_pool.unwrap_or(false),
+            worker_threads: match file.worker_threads {
+                Some(n) if !(1..=1024).contains(&n) => return Err(invalid("worker_threads", "must be 1-1024")),
+                n => n,
+            },
             partial_uploads: match file.partial_uploads.as_deref() {
                 None | Some("keep") => PartialUploads::Keep,
                 Some("delete") => PartialUploads::Delete,
@@ -524,6 +532,8 @@ mod tests {
             (FileConfig { listen: Some("nope".into()), ..Default::default() }, "listen"),
             (FileConfig { passive_ports: Some("2000-1000".into()), ..Default::default() }, "passive_ports"),
             (FileConfig { idle_timeout: Some(0), ..Default::default() }, "idle_timeout"),
+            (FileConfig { worker_threads: Some(0), ..Default::default() }, "worker_threads"),
+            (FileConfig { worker_threads: Some(5000), ..Default::default() }, "worker_threads"),
             (FileConfig { root: Some("/nonexistent/dir".into()), ..Default::default() }, "root"),
             (FileConfig { tls_cert: Some("c.pem".into()), ..Default::default() }, "tls_key"),
             (FileConfig { tls_key: Some("k.pem".into()), ..Default::default() }, "tls_cert"),
