@@ -317,16 +317,11 @@ async fn copy_on_thread(
     let Some(permit) = stream_thread::Permit::try_take() else { return Ok(None) };
     let socket = Arc::new(socket.try_clone_to_owned().map_err(TransferError::Network)?);
     let file = file.try_clone().map_err(|e| TransferError::Storage(e.into()))?;
-    let cancel = Arc::new(stream_thread::Cancel::new(socket.clone()));
-    let cancel_on_drop = stream_thread::CancelOnDrop::new(cancel.clone());
-    let download = stream_thread::Download { socket, file, limit, progress: progress.clone(), cancel };
-    let (sent, ended) = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        stream_thread::run_download(download)
+    let progress = progress.clone();
+    let (sent, ended) = stream_thread::on_thread(&socket.clone(), permit, move |cancel| {
+        stream_thread::run_download(stream_thread::Download { socket, file, limit, progress, cancel })
     })
-    .await
-    .map_err(|e| TransferError::Storage(StorageError::Io(io::Error::other(e))))?;
-    cancel_on_drop.disarm();
+    .await?;
     Ok(Some((sent, ended?)))
 }
 
@@ -568,17 +563,11 @@ async fn stream_on_thread(
     let socket = data.socket().ok_or_else(|| TransferError::Network(io::Error::other("not a plain socket")))?;
     let socket = Arc::new(socket.try_clone_to_owned().map_err(TransferError::Network)?);
     let (writer, spare) = sink.settle().await?;
-    let cancel = Arc::new(stream_thread::Cancel::new(socket.clone()));
-    let cancel_on_drop = stream_thread::CancelOnDrop::new(cancel.clone());
-    let stream =
-        stream_thread::Stream { socket, writer, pending, charge: charge.cloned(), progress: progress.clone(), cancel };
-    let (writer, moved, ended) = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        stream_thread::run(stream)
+    let (charge, progress) = (charge.cloned(), progress.clone());
+    let (writer, moved, ended) = stream_thread::on_thread(&socket.clone(), permit, move |cancel| {
+        stream_thread::run(stream_thread::Stream { socket, writer, pending, charge, progress, cancel })
     })
-    .await
-    .map_err(|e| TransferError::Storage(StorageError::Io(io::Error::other(e))))?;
-    cancel_on_drop.disarm();
+    .await?;
     *sink = Sink::Idle((writer, spare));
     Ok((moved, ended?))
 }

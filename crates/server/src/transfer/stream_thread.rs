@@ -119,16 +119,16 @@ impl Cancel {
 
 /// Cancels the run when dropped (the transfer's future holds it while it
 /// waits for the thread), unless disarmed once the thread is back.
-pub(super) struct CancelOnDrop(Option<Arc<Cancel>>);
+struct CancelOnDrop(Option<Arc<Cancel>>);
 
 impl CancelOnDrop {
     /// Cancels `cancel` if dropped before [`CancelOnDrop::disarm`].
-    pub(super) fn new(cancel: Arc<Cancel>) -> CancelOnDrop {
+    fn new(cancel: Arc<Cancel>) -> CancelOnDrop {
         CancelOnDrop(Some(cancel))
     }
 
     /// The thread is back: the connection stays usable.
-    pub(super) fn disarm(mut self) {
+    fn disarm(mut self) {
         self.0 = None;
     }
 }
@@ -142,6 +142,26 @@ impl Drop for CancelOnDrop {
             let _ = rustix::net::shutdown(&*cancel.socket, rustix::net::Shutdown::Both);
         }
     }
+}
+
+/// Runs `work` on the blocking pool, holding `permit` until it is done.
+/// If the caller is dropped first (ABOR, disconnect), `work`'s [`Cancel`]
+/// is set and `socket` shut, so the thread stops at once.
+pub(super) async fn on_thread<T: Send + 'static>(
+    socket: &Arc<OwnedFd>,
+    permit: Permit,
+    work: impl FnOnce(Arc<Cancel>) -> T + Send + 'static,
+) -> Result<T, TransferError> {
+    let cancel = Arc::new(Cancel::new(socket.clone()));
+    let cancel_on_drop = CancelOnDrop::new(cancel.clone());
+    let done = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        work(cancel)
+    })
+    .await
+    .map_err(|e| TransferError::Storage(StorageError::Io(io::Error::other(e))))?;
+    cancel_on_drop.disarm();
+    Ok(done)
 }
 
 /// What the thread needs.
