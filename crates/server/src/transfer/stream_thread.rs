@@ -23,8 +23,9 @@
 //! buffer small enough to stay in the cache costs less in all: measured on
 //! a 1 GiB RETR to curl on this project's machine, median 2,967 MB/s with
 //! sendfile, 4,115 MB/s copying through 128 KiB (256 KiB: 3,002; 1 MiB:
-//! 2,900); with ferroftp bench's discarding client, 3,576 against 4,361
-//! (docs/BENCHMARKS.md). So a download to a loopback peer (a local proxy,
+//! 2,900; ferroftp's final build 3,877-4,399 over three sets of runs).
+//! ferroftp bench's client, which discards in the kernel, gains little
+//! either way (docs/BENCHMARKS.md). So a download to a loopback peer (a local proxy,
 //! a container's host, a test) that fills the socket buffer is copied on a
 //! thread; every other one keeps sendfile.
 //!
@@ -48,7 +49,7 @@ use super::TransferError;
 use crate::quota::UploadCharge;
 use crate::storage::{StorageError, Writer};
 
-/// How long the client may pause before the upload goes back to the
+/// How long the client may pause before the transfer goes back to the
 /// async path (and the thread to the pool).
 const PAUSE: Timespec = Timespec { tv_sec: 0, tv_nsec: 50_000_000 };
 
@@ -56,13 +57,14 @@ const PAUSE: Timespec = Timespec { tv_sec: 0, tv_nsec: 50_000_000 };
 /// kernel may give less (fs.pipe-max-size); any size works.
 const PIPE_SIZE: usize = 1 << 20;
 
-/// Streaming uploads running now, across the process.
+/// Transfers streaming on threads now, across the process.
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
 
-/// Most uploads streaming on threads at once: two per core. More would
+/// Most transfers streaming on threads at once: two per core. More would
 /// only compete for the same cores and the same page cache.
 fn max_streams() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get() * 2)
+    static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get() * 2))
 }
 
 /// A place among the streaming uploads; given back when dropped.
