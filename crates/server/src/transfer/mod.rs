@@ -407,7 +407,9 @@ pub async fn run(
             let limits = ReceiveOptions {
                 batch: if rate.is_some() { chunk } else { RECEIVE_BATCH },
                 wire: if rate.is_some() { chunk } else { RECEIVE_WIRE_MAX },
-                may_stream: !sink.appends(),
+                // splice(2) refuses files opened to append; TYPE A must
+                // convert, a rate limit must pace, TLS must decrypt.
+                may_stream: !sink.appends() && !ascii && rate.is_none() && data.socket().is_some(),
             };
             let mut sink = Sink::Idle((sink, Vec::new()));
             let received =
@@ -441,8 +443,8 @@ struct ReceiveOptions {
     batch: usize,
     /// Most bytes one read from the data connection takes.
     wire: usize,
-    /// The file may be written with splice(2): a streaming upload may move
-    /// to a thread of its own (not for a file opened to append).
+    /// A plain binary upload at full speed, to a file splice(2) can write:
+    /// once streaming, it may move to a thread of its own.
     may_stream: bool,
 }
 
@@ -466,8 +468,6 @@ async fn receive(
     progress: &Arc<AtomicU64>,
     throttle: Option<&Throttle>,
 ) -> Result<(u64, Vec<u8>), TransferError> {
-    // A plain binary upload at full speed may stream on a thread.
-    let may_stream = limits.may_stream && !ascii && throttle.is_none() && data.socket().is_some();
     // Binary bytes are read straight into the batch (one copy fewer per
     // byte: big STOR used 0.69 s of CPU per GiB with a read buffer in
     // between); TYPE A reads into `wire` and converts into the batch.
@@ -530,7 +530,7 @@ async fn receive(
             room = (room * 2).min(limits.wire);
         }
         if batch.len() >= limits.batch {
-            if let Some(permit) = may_stream.then(stream_thread::Permit::try_take).flatten() {
+            if let Some(permit) = limits.may_stream.then(stream_thread::Permit::try_take).flatten() {
                 let (moved, ended) = stream_on_thread(data, sink, batch, charge, progress, permit).await?;
                 total += moved;
                 match ended {
@@ -602,9 +602,13 @@ enum Sink {
 
 /// The result of a storage job on the blocking pool.
 async fn pooled<T>(job: tokio::task::JoinHandle<io::Result<T>>) -> Result<T, TransferError> {
-    job.await
-        .map_err(|e| TransferError::Storage(StorageError::Io(io::Error::other(e))))?
-        .map_err(|e| TransferError::Storage(e.into()))
+    job.await.map_err(thread_lost)?.map_err(|e| TransferError::Storage(e.into()))
+}
+
+/// A blocking-pool job that panicked or was cancelled: its file is in an
+/// unknown state, so the transfer fails as a storage error.
+fn thread_lost(e: tokio::task::JoinError) -> TransferError {
+    TransferError::Storage(StorageError::Io(io::Error::other(e)))
 }
 
 impl Sink {

@@ -161,7 +161,7 @@ pub(super) async fn on_thread<T: Send + 'static>(
         work(cancel)
     })
     .await
-    .map_err(|e| TransferError::Storage(StorageError::Io(io::Error::other(e))))?;
+    .map_err(super::thread_lost)?;
     cancel_on_drop.disarm();
     Ok(done)
 }
