@@ -228,22 +228,23 @@ def test_curl_readonly_anonymous_cannot_upload(readonly_anon_server, payload, wo
 
 
 def test_worker_threads_setting_runs_sessions_on_that_many_threads(server_factory, tmp_path):
-    """worker_threads = 1: the server runs on its main thread and one worker,
-    and curl's round trip is whole; 0 is refused naming the key."""
+    """worker_threads = 3: the server runs on its main thread and three
+    workers (not the default of half the cores), and curl's round trip is
+    whole; 0 is refused naming the key."""
     from conftest import FERROFTP_BIN, make_random_file
 
-    config = tmp_path / "one.toml"
-    config.write_text("worker_threads = 1\n")
+    config = tmp_path / "three.toml"
+    config.write_text("worker_threads = 3\n")
     srv = server_factory("--anonymous-write", "--config", str(config))
     threads = len(os.listdir(f"/proc/{srv.proc.pid}/task"))
-    assert threads == 2, f"{threads} threads with worker_threads = 1"
+    assert threads == 4, f"{threads} threads with worker_threads = 3"
     src = make_random_file(tmp_path / "w.bin", 3 * 1024 * 1024 + 5)
     up = run(["curl", "-sS", "-T", str(src), f"ftp://{HOST}:{srv.port}/w.bin"])
     assert up.returncode == 0, describe(up, "curl upload")
     back = tmp_path / "back.bin"
     down = run(["curl", "-sS", "-o", str(back), f"ftp://{HOST}:{srv.port}/w.bin"])
     assert down.returncode == 0, describe(down, "curl download")
-    assert_same_file(back, src, "worker_threads = 1 round trip")
+    assert_same_file(back, src, "worker_threads = 3 round trip")
 
     bad = tmp_path / "zero.toml"
     bad.write_text("worker_threads = 0\n")

@@ -77,10 +77,7 @@ impl ServeArgs {
 pub fn run(args: ServeArgs) -> Result<(), String> {
     let config = Config::from_file(args.into_file_config()?).map_err(|e| e.to_string())?;
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    runtime.enable_all();
-    if let Some(n) = config.worker_threads {
-        runtime.worker_threads(n);
-    }
+    runtime.enable_all().worker_threads(config.worker_threads);
     let runtime = runtime.build().map_err(|e| format!("cannot start runtime: {e}"))?;
     runtime.block_on(async move {
         let root = config.anonymous.root.canonicalize().unwrap_or_else(|_| config.anonymous.root.clone());

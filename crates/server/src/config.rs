@@ -293,8 +293,8 @@ pub struct Config {
     /// Read-only filesystem calls go to a thread pool rather than running
     /// in place.
     pub storage_thread_pool: bool,
-    /// Threads running sessions; `None`: one per core.
-    pub worker_threads: Option<usize>,
+    /// Threads running sessions (default: [`default_worker_threads`]).
+    pub worker_threads: usize,
     /// What happens to a broken upload.
     pub partial_uploads: PartialUploads,
     /// PASV and EPSV offered.
@@ -430,7 +430,7 @@ impl Config {
             storage_thread_pool: file.storage_thread_pool.unwrap_or(false),
             worker_threads: match file.worker_threads {
                 Some(n) if !(1..=1024).contains(&n) => return Err(invalid("worker_threads", "must be 1-1024")),
-                n => n,
+                n => n.unwrap_or_else(default_worker_threads),
             },
             partial_uploads: match file.partial_uploads.as_deref() {
                 None | Some("keep") => PartialUploads::Keep,
@@ -497,6 +497,15 @@ fn positive<T: PartialOrd + Default + Copy>(key: &'static str, value: T) -> Resu
     }
 }
 
+/// Session threads when the config names none: half the cores, at least
+/// one. Sessions mostly wait on sockets; the kernel's network work, the
+/// file pool and the big-transfer threads need the other half, and fewer
+/// session threads wake one another less (docs/CONFIG.md has the figures).
+#[must_use]
+pub fn default_worker_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |cores| (cores.get() / 2).max(1))
+}
+
 /// Parses `"A-B"` into a port range, 1024 <= A <= B.
 ///
 /// # Errors
@@ -522,6 +531,10 @@ mod tests {
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert!(c.anonymous.enabled && !c.anonymous.write);
         assert_eq!(c.idle_timeout, Duration::from_secs(300));
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(c.worker_threads, (cores / 2).max(1), "half the cores, at least one");
+        let named = Config::from_file(FileConfig { worker_threads: Some(7), ..Default::default() }).unwrap();
+        assert_eq!(named.worker_threads, 7);
     }
 
     #[test]

@@ -119,7 +119,10 @@ impl Storage for LocalFs {
 
     async fn list(&self, path: &VirtualPath) -> Result<Vec<EntryFacts>, StorageError> {
         let rel = path.relative();
-        self.reading(move |root| {
+        // Always on the pool: a listing stats every entry, and 10,000 of
+        // them would hold a session thread (and every session waiting on
+        // it) for 15 ms.
+        self.blocking(move |root| {
             let dir = root.open_dir(&rel)?;
             let mut entries = Vec::new();
             for entry in dir.entries()? {
