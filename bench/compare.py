@@ -48,6 +48,7 @@ PASSWORD = "ftpbench"
 PAM_SERVICE = "ftpbench-vsftpd"
 MAX_SESSIONS = 4000
 IPERF_PORT = 2409
+FLOOR_PORT = 2408
 UNFTP_VERSION = "0.16.0"
 PIP_PACKAGES = ["pyftpdlib", "matplotlib"]
 
@@ -539,6 +540,33 @@ def measure_ceiling(plan: dict, when: str) -> dict:
     r = iperf3(plan["iperf_seconds"])
     r["when"] = when
     log(f"  {r['mb_per_sec']:,.0f} MB/s" if "error" not in r else f"  error: {r['error']}")
+    return r
+
+
+def measure_floor(ff: Path, plan: dict) -> dict:
+    """The kernel floor for the connect scenario: bench/floor.c, an epoll
+    loop in C that only greets and says goodbye, measured like a server.
+    No FTP server can spend less CPU per connection on this machine."""
+    log("kernel floor: bench/floor.c, connect scenario")
+    exe, src = CACHE / "floor", BENCH / "floor.c"
+    try:
+        if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
+            sh(["gcc", "-O2", "-o", str(exe), str(src)], capture_output=True)
+        proc = subprocess.Popen([str(exe), str(FLOOR_PORT)], stdout=subprocess.PIPE, text=True)
+    except (subprocess.CalledProcessError, OSError) as e:
+        return {"error": f"could not build or start bench/floor.c: {e}"}
+    try:
+        if "listening" not in (proc.stdout.readline() if proc.stdout else ""):
+            return {"error": f"bench/floor.c did not start (exit {proc.poll()})"}
+        r = ferroftp_bench(ff, f"ftp://{HOST}:{FLOOR_PORT}/", "connect", 16, plan["duration"], proc.pid,
+                           timeout=plan["duration"] + 90)
+    finally:
+        proc.kill()
+        proc.wait()
+    if "error" in r:
+        log(f"  error: {r['error']}")
+    else:
+        log(f"  {r.get('server_cpu_us_per_op', 0):.1f} us per connection, {r.get('ops_per_sec', 0):,.0f}/s")
     return r
 
 
@@ -1060,6 +1088,20 @@ def write_markdown(path: Path, ctx: dict, servers: list[str], results: dict, val
                  f"{each}. The ceiling is the better one, **{iperf['mb_per_sec']:,.0f} MB/s**; the rows "
                  f"\"as % of iperf3\" divide each big RETR by it.")
     L.append("")
+    L.append("## Kernel floor")
+    L.append("")
+    floor = ctx.get("floor") or {}
+    if "error" in floor or "server_cpu_us_per_op" not in floor:
+        L.append(f"bench/floor.c could not be measured: {floor.get('error', 'no figure')}")
+    else:
+        own = _val(results.get("ferroftp", {}).get("runs", {}), "connect", "server_cpu_us_per_op")
+        versus = f"; ferroftp's is {own / floor['server_cpu_us_per_op']:.2f}x that" if own else ""
+        L.append(f"bench/floor.c, one epoll loop in C that sends the greeting, answers QUIT and closes "
+                 f"(nothing else), under the same connect load (16 clients): "
+                 f"**{floor['server_cpu_us_per_op']:.1f} us** of CPU per connection at "
+                 f"{floor.get('ops_per_sec', 0):,.0f}/s. That is the kernel's share (accept, two sends, a "
+                 f"receive, close, the handshake and teardown); no server can spend less here{versus}.")
+    L.append("")
     L.append("## Errors and oddities")
     L.append("")
     any_err = False
@@ -1211,7 +1253,7 @@ def main() -> int:
         d.mkdir(parents=True, exist_ok=True)
 
     # Installs.
-    Apt.install(["curl", "iperf3"])
+    Apt.install(["curl", "iperf3", "gcc"])
     ff, ff_version = ensure_ferroftp(args.ferroftp)
     versions = {"ferroftp": ff_version}
     binaries = {}
@@ -1273,6 +1315,7 @@ def main() -> int:
     for f in RUN.glob("upload-*.bin"):
         f.unlink()
     iperf_runs.append(measure_ceiling(plan, "after the servers"))
+    floor = measure_floor(ff, plan)
     good = [r for r in iperf_runs if "error" not in r]
     iperf = dict(max(good, key=lambda r: r["mb_per_sec"])) if good else dict(iperf_runs[0])
     iperf["runs"] = iperf_runs
@@ -1289,6 +1332,7 @@ def main() -> int:
         "machine": machine,
         "plan": plan,
         "iperf3": iperf,
+        "floor": floor,
         "versions": versions,
         "pip": pips,
         "auth": auth,

@@ -793,9 +793,10 @@ impl Session {
             // truncate or replace a good file: write beside it, rename over
             // it only when complete.
             let temp = target.parent().join(&format!("{UPLOAD_TEMP_PREFIX}{:016x}.tmp", rand::random::<u64>()));
-            let commit = Commit { temp: temp.clone(), target: target.clone() };
+            let replaces = existing_len.unwrap_or(0);
+            let commit = Commit { temp: temp.clone(), target: target.clone(), replaces };
             let keep_as = (keep && existing.is_none()).then(|| target.clone());
-            (temp, WriteMode::CreateNew, Some(commit), keep_as, existing_len.unwrap_or(0))
+            (temp, WriteMode::CreateNew, Some(commit), keep_as, replaces)
         } else {
             (target.clone(), WriteMode::Truncate, None, keep.then(|| target.clone()), 0)
         };

@@ -47,7 +47,7 @@ pub struct OpenFile {
     pub size: u64,
 }
 
-pub use writer::{Closed, Writer};
+pub use writer::{Closed, Rename, Writer};
 
 // Local files are read in place: a read of the page cache takes
 // microseconds, far less than handing it to another thread and back

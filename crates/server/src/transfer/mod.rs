@@ -20,7 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use crate::data::{DataConn, DataError, DataSetup};
 use crate::path::VirtualPath;
 use crate::quota::UploadCharge;
-use crate::storage::{Closed, Reader, Storage, StorageError, Writer};
+use crate::storage::{Closed, Reader, Rename, Storage, StorageError, Writer};
 
 mod stream_thread;
 
@@ -123,6 +123,8 @@ pub struct Commit {
     pub temp: VirtualPath,
     /// Its final name.
     pub target: VirtualPath,
+    /// Bytes the final name held when the upload began (0 when none).
+    pub replaces: u64,
 }
 
 /// TLS for a data connection (PROT P).
@@ -423,7 +425,7 @@ pub async fn run(
                     return Err(e);
                 }
             };
-            sink.finish(last, commit.map(|c| (c.temp, c.target))).await?;
+            sink.finish(last, commit).await?;
             // Answer the client's close: for TLS this is our close_notify,
             // which clients that close both ways (ftplib) wait for. Every
             // byte is already in, so a client that has gone is no error.
@@ -634,11 +636,11 @@ impl Sink {
 
     /// Writes the last bytes, closes the file and renames it into place
     /// (temporary name, final name): one trip to the blocking pool.
-    async fn finish(mut self, last: Vec<u8>, rename: Option<(VirtualPath, VirtualPath)>) -> Result<(), TransferError> {
+    async fn finish(mut self, last: Vec<u8>, commit: Option<Commit>) -> Result<(), TransferError> {
         let (mut file, _) = self.settle().await?;
         pooled(tokio::task::spawn_blocking(move || {
             file.write_all(&last)?;
-            file.finish(rename.as_ref().map(|(from, to)| (from, to)))
+            file.finish(commit.as_ref().map(|c| Rename { from: &c.temp, to: &c.target, replaces: c.replaces }))
         }))
         .await
     }

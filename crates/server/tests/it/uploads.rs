@@ -105,6 +105,39 @@ fn a_complete_upload_replaces_the_file() {
     assert_eq!(temp_files(&server), Vec::<String>::new());
 }
 
+/// Descriptors of this process (the test server runs in it) still open
+/// on `path` after it was replaced.
+fn held_after_replace(path: &std::path::Path) -> usize {
+    let gone = format!("{} (deleted)", path.display());
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy() == gone)
+        .count()
+}
+
+#[test]
+fn replacing_a_big_file_lets_the_old_one_go() {
+    // Past 8 MiB the old file is held across the rename and released on
+    // another thread after it: the new bytes must be in place and the old
+    // file must not stay open (its space would never come back).
+    let server = TestServer::start();
+    let path = server.path("big");
+    std::fs::write(&path, random_bytes(9 << 20, 1)).unwrap();
+    let mut c = server.login();
+    c.ok("TYPE I", 200);
+    let new = random_bytes((9 << 20) + 3, 2);
+    c.upload(Mode::Pasv, "STOR big", &new);
+    assert!(read(&path) == new, "stored bytes differ");
+    let mut waited = 0;
+    while held_after_replace(&path) > 0 {
+        assert!(waited < 1000, "the replaced file is still open");
+        std::thread::sleep(Duration::from_millis(10));
+        waited += 1;
+    }
+    assert_eq!(temp_files(&server), Vec::<String>::new());
+}
+
 #[test]
 fn partial_new_uploads_are_kept_for_resume_by_default() {
     let server = TestServer::start();
