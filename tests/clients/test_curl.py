@@ -250,3 +250,48 @@ def test_worker_threads_setting_runs_sessions_on_that_many_threads(server_factor
     bad.write_text("worker_threads = 0\n")
     cp = run([str(FERROFTP_BIN), "serve", "--listen", f"{HOST}:0", "--root", str(tmp_path), "--config", str(bad)])
     assert cp.returncode != 0 and "worker_threads" in _dec(cp.stderr) + _dec(cp.stdout), describe(cp, "bad config")
+
+
+def _dirty_pages(path) -> tuple[int, int]:
+    """(dirty, under writeback) page-cache pages of a file, from the
+    cachestat(2) system call (Linux 6.5+)."""
+    import ctypes
+
+    class Range(ctypes.Structure):
+        _fields_ = [("off", ctypes.c_uint64), ("len", ctypes.c_uint64)]
+
+    class Stat(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_uint64) for n in
+                    ("nr_cache", "nr_dirty", "nr_writeback", "nr_evicted", "nr_recently_evicted")]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    cachestat = 451  # the same number on every architecture
+    rng, st = Range(0, 0), Stat()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        rc = libc.syscall(cachestat, fd, ctypes.byref(rng), ctypes.byref(st), 0)
+        assert rc == 0, f"cachestat failed: {os.strerror(ctypes.get_errno())}"
+    finally:
+        os.close(fd)
+    assert st.nr_cache > 0, "the uploaded file is not in the page cache: cannot tell"
+    return st.nr_dirty, st.nr_writeback
+
+
+@pytest.mark.parametrize("atomic", ["true", "false"])
+def test_sync_uploads_are_on_disk_when_curl_gets_226(server_factory, tmp_path, atomic):
+    """sync_uploads = true: by the time curl has its 226, no page of the
+    stored file is dirty or still being written (the kernel would otherwise
+    keep them dirty for up to 30 s), atomic or in place, new or replacing."""
+    from conftest import make_random_file
+
+    config = tmp_path / "sync.toml"
+    config.write_text(f"sync_uploads = true\natomic_uploads = {atomic}\n")
+    srv = server_factory("--anonymous-write", "--config", str(config))
+    for n, size in enumerate((3 * 1024 * 1024 + 7, 12 * 1024 * 1024 + 1)):
+        src = make_random_file(tmp_path / f"s{n}.bin", size)
+        up = run(["curl", "-sS", "-T", str(src), f"ftp://{HOST}:{srv.port}/synced.bin"])
+        assert up.returncode == 0, describe(up, "curl upload")
+        stored = srv.root / "synced.bin"
+        assert_same_file(stored, src, "synced upload")
+        dirty, writeback = _dirty_pages(stored)
+        assert (dirty, writeback) == (0, 0), f"{dirty} dirty and {writeback} writeback pages after the 226"

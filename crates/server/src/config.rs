@@ -104,6 +104,8 @@ pub struct FileConfig {
     pub active_source_port: Option<u16>,
     /// Write STOR uploads under a temporary name, renamed on success.
     pub atomic_uploads: Option<bool>,
+    /// Flush an upload (and its rename) to the disk before the 226.
+    pub sync_uploads: Option<bool>,
     /// Run the filesystem calls that only read on a thread pool instead of
     /// in place (for network filesystems that can stall); calls that
     /// change files always run there.
@@ -290,6 +292,9 @@ pub struct Config {
     pub active_source_port: u16,
     /// STOR writes a temporary file and renames it over the target.
     pub atomic_uploads: bool,
+    /// An upload's data (and, for an atomic one, the rename) reach the
+    /// disk before the 226.
+    pub sync_uploads: bool,
     /// Read-only filesystem calls go to a thread pool rather than running
     /// in place.
     pub storage_thread_pool: bool,
@@ -427,6 +432,7 @@ impl Config {
             passive_peer_check: file.passive_peer_check.unwrap_or(true),
             active_source_port: file.active_source_port.unwrap_or(20),
             atomic_uploads: file.atomic_uploads.unwrap_or(true),
+            sync_uploads: file.sync_uploads.unwrap_or(false),
             storage_thread_pool: file.storage_thread_pool.unwrap_or(false),
             worker_threads: match file.worker_threads {
                 Some(n) if !(1..=1024).contains(&n) => return Err(invalid("worker_threads", "must be 1-1024")),

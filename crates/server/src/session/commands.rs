@@ -804,6 +804,9 @@ impl Session {
             Ok(w) => w,
             Err(e) => return storage_error("Could not create file", &e),
         };
+        if self.ctx.config.sync_uploads {
+            sink.sync_on_finish();
+        }
         let closed = sink.closed();
         // Bytes a truncating open freed at once (STOR in place, or REST).
         if let (Some(q), Some(len)) = (&quota, existing_len) {

@@ -10,6 +10,15 @@
 //! STOR). What was reserved past the end is given back when the file is
 //! finished or dropped.
 //!
+//! A whole small upload is written into space allocated for it first
+//! ([`Writer::write_all_allocated`]) for the same reason: ext4 writes
+//! delayed-allocation data out inside a rename over another file
+//! (`auto_da_alloc`), which made every small atomic STOR wait for the
+//! disk there. So nothing is written out before the kernel's usual delay
+//! unless `sync_uploads` asks for it ([`Writer::sync_on_finish`]); a power
+//! cut in between can leave a just-replaced file reading as zeros, as
+//! docs/CONFIG.md says.
+//!
 //! An atomic upload that replaces a big file keeps the old file open
 //! (O_PATH) across its rename and closes it on another pool thread: the
 //! kernel frees the old file's pages and blocks when its last reference
@@ -60,6 +69,8 @@ pub struct Writer {
     reserved: Option<u64>,
     /// Space was reserved past the end: give back what was not written.
     trim: bool,
+    /// Flush data and rename to the disk in [`Writer::finish`].
+    sync: bool,
     /// Dropped with the writer, which tells [`Closed`] the file is shut.
     _open: tokio::sync::oneshot::Sender<()>,
     /// The other end, until [`Writer::closed`] hands it out.
@@ -83,7 +94,13 @@ impl Writer {
     /// Wraps an open file, positioned where the upload starts.
     pub(super) fn new(file: std::fs::File, root: Arc<Dir>, appends: bool) -> Writer {
         let (open, closed) = tokio::sync::oneshot::channel();
-        Writer { file, root, appends, reserved: Some(0), trim: false, _open: open, closed: Some(closed) }
+        Writer { file, root, appends, reserved: Some(0), trim: false, sync: false, _open: open, closed: Some(closed) }
+    }
+
+    /// Makes [`Writer::finish`] wait until the data, and the rename that
+    /// completes an atomic upload, are on the disk (`sync_uploads`).
+    pub fn sync_on_finish(&mut self) {
+        self.sync = true;
     }
 
     /// What resolves once this writer is dropped (once; `None` after).
@@ -103,6 +120,26 @@ impl Writer {
     /// The write's error (no space, quota, I/O).
     pub fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         io::Write::write_all(&mut self.file, bytes)
+    }
+
+    /// Writes every byte into space allocated for them first (blocking):
+    /// for a whole small upload, which is then renamed over the file it
+    /// replaces without ext4 writing it out inside the rename
+    /// (`auto_da_alloc` flushes only delayed-allocation data). A failed
+    /// write leaves the file as long as what was written.
+    ///
+    /// # Errors
+    /// The write's error (no space, quota, I/O).
+    pub fn write_all_allocated(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let at = self.file.stream_position()?;
+        let allocated =
+            rustix::fs::fallocate(&self.file, rustix::fs::FallocateFlags::empty(), at, bytes.len() as u64).is_ok();
+        let written = io::Write::write_all(&mut self.file, bytes);
+        if written.is_err() && allocated {
+            let end = self.file.stream_position()?;
+            self.file.set_len(end)?;
+        }
+        written
     }
 
     /// Makes sure the next `n` bytes written at the file's position fall
@@ -138,13 +175,17 @@ impl Writer {
     }
 
     /// Gives back unwritten reserved space and, given `rename`, moves the
-    /// file into place (blocking); the file is closed when the writer is
+    /// file into place (blocking); with [`Writer::sync_on_finish`], both
+    /// reach the disk first. The file is closed when the writer is
     /// dropped.
     ///
     /// # Errors
-    /// The rename's error.
+    /// The rename's or the flush's error.
     pub fn finish(mut self, rename: Option<Rename<'_>>) -> io::Result<()> {
         self.trim()?;
+        if self.sync {
+            self.file.sync_data()?;
+        }
         let Some(rename) = rename else { return Ok(()) };
         let to = rename.to.relative();
         // Whatever holds the final name now (it may have changed since the
@@ -161,6 +202,11 @@ impl Writer {
         self.root.rename(rename.from.relative(), &self.root, &to)?;
         if let Some(replaced) = replaced {
             release_elsewhere(replaced);
+        }
+        if self.sync {
+            // The new name lives in the directory (opened to read: cap-std
+            // opens directories O_PATH, which fsync refuses).
+            self.root.open(rename.to.parent().relative())?.sync_all()?;
         }
         Ok(())
     }
@@ -218,6 +264,19 @@ mod tests {
         w.finish(None).unwrap();
         assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"hello");
         assert!(allocated(&dir.path().join("f")) < 1 << 20);
+    }
+
+    #[test]
+    fn a_whole_small_upload_is_written_into_allocated_space() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = writer(dir.path());
+        let bytes: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
+        w.write_all_allocated(&bytes).unwrap();
+        w.finish(None).unwrap();
+        let path = dir.path().join("f");
+        assert!(std::fs::read(&path).unwrap() == bytes, "stored bytes differ");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 5000);
+        assert!(allocated(&path) >= 5000, "the space was not allocated");
     }
 
     #[test]

@@ -425,7 +425,8 @@ pub async fn run(
                     return Err(e);
                 }
             };
-            sink.finish(last, commit).await?;
+            let whole = total == last.len() as u64;
+            sink.finish(last, whole, commit).await?;
             // Answer the client's close: for TLS this is our close_notify,
             // which clients that close both ways (ftplib) wait for. Every
             // byte is already in, so a client that has gone is no error.
@@ -636,10 +637,14 @@ impl Sink {
 
     /// Writes the last bytes, closes the file and renames it into place
     /// (temporary name, final name): one trip to the blocking pool.
-    async fn finish(mut self, last: Vec<u8>, commit: Option<Commit>) -> Result<(), TransferError> {
+    async fn finish(mut self, last: Vec<u8>, whole: bool, commit: Option<Commit>) -> Result<(), TransferError> {
         let (mut file, _) = self.settle().await?;
         pooled(tokio::task::spawn_blocking(move || {
-            file.write_all(&last)?;
+            if commit.is_some() && !last.is_empty() && whole {
+                file.write_all_allocated(&last)?;
+            } else {
+                file.write_all(&last)?;
+            }
             file.finish(commit.as_ref().map(|c| Rename { from: &c.temp, to: &c.target, replaces: c.replaces }))
         }))
         .await
