@@ -7,6 +7,7 @@
 //! backend's business: it returns [`EntryFacts`] and the session formats.
 
 pub mod local;
+mod release;
 mod writer;
 
 use std::io;

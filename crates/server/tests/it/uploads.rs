@@ -118,8 +118,8 @@ fn held_after_replace(path: &std::path::Path) -> usize {
 
 #[test]
 fn replacing_a_big_file_lets_the_old_one_go() {
-    // Past 8 MiB the old file is held across the rename and released on
-    // another thread after it: the new bytes must be in place and the old
+    // The old file is held across the rename and released on a thread
+    // of its own after it: the new bytes must be in place and the old
     // file must not stay open (its space would never come back).
     let server = TestServer::start();
     let path = server.path("big");
