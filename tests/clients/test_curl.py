@@ -295,3 +295,15 @@ def test_sync_uploads_are_on_disk_when_curl_gets_226(server_factory, tmp_path, a
         assert_same_file(stored, src, "synced upload")
         dirty, writeback = _dirty_pages(stored)
         assert (dirty, writeback) == (0, 0), f"{dirty} dirty and {writeback} writeback pages after the 226"
+    # STOU (Python ftplib; curl has no STOU) is flushed too.
+    import ftplib
+
+    src = make_random_file(tmp_path / "u.bin", 2 * 1024 * 1024 + 11)
+    with ftplib.FTP() as ftp, open(src, "rb") as f:
+        ftp.connect(HOST, srv.port, timeout=30)
+        ftp.login("anonymous", "x")
+        assert ftp.storbinary("STOU unique.bin", f).startswith("226")
+    stored = srv.root / "unique.bin"
+    assert_same_file(stored, src, "synced STOU")
+    dirty, writeback = _dirty_pages(stored)
+    assert (dirty, writeback) == (0, 0), f"STOU: {dirty} dirty and {writeback} writeback pages after the 226"

@@ -684,11 +684,15 @@ impl Session {
     pub(super) async fn begin_transfer(
         &mut self,
         preliminary: Reply,
-        job: Job,
+        mut job: Job,
         description: String,
         done_text: String,
         partial: Option<PartialUpload>,
     ) -> Action {
+        // Every upload (STOR, APPE, STOU, REST) passes here.
+        if let (Job::Receive { sink, .. }, true) = (&mut job, self.ctx.config.sync_uploads) {
+            sink.sync_on_finish();
+        }
         if let Some(refusal) = self.data_tls_refusal() {
             if let Some(p) = partial {
                 p.settle(true).await;
@@ -804,9 +808,6 @@ impl Session {
             Ok(w) => w,
             Err(e) => return storage_error("Could not create file", &e),
         };
-        if self.ctx.config.sync_uploads {
-            sink.sync_on_finish();
-        }
         let closed = sink.closed();
         // Bytes a truncating open freed at once (STOR in place, or REST).
         if let (Some(q), Some(len)) = (&quota, existing_len) {

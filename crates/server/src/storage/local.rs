@@ -108,8 +108,9 @@ fn facts(name: String, meta: &Metadata) -> EntryFacts {
 /// A directory entry's facts from one statx(2) that asks only for what a
 /// listing shows (no birth time, owner or block counts: 10,000 of these
 /// are most of a listing's cost). `name` was read from `dir` and is not
-/// followed if it is a symlink, so this cannot reach outside `dir`.
-fn entry_facts(dir: &Dir, name: &std::ffi::OsStr, shown: String) -> io::Result<EntryFacts> {
+/// followed if it is a symlink, so this cannot reach outside `dir`. The
+/// facts' name is left empty for the caller.
+fn entry_facts(dir: &Dir, name: &std::ffi::OsStr) -> io::Result<EntryFacts> {
     use rustix::fs::{AtFlags, FileType, StatxFlags};
     let wanted = StatxFlags::TYPE | StatxFlags::MODE | StatxFlags::NLINK | StatxFlags::SIZE | StatxFlags::MTIME;
     let st = rustix::fs::statx(dir, name, AtFlags::SYMLINK_NOFOLLOW, wanted | StatxFlags::INO)?;
@@ -120,7 +121,7 @@ fn entry_facts(dir: &Dir, name: &std::ffi::OsStr, shown: String) -> io::Result<E
         _ => EntryKind::Other,
     };
     Ok(EntryFacts {
-        name: shown,
+        name: String::new(),
         kind,
         size: st.stx_size,
         modified: st.stx_mtime.tv_sec,
@@ -151,11 +152,19 @@ impl Storage for LocalFs {
             let dir = root.open_dir(&rel)?;
             let mut entries = Vec::new();
             for entry in dir.entries()? {
-                let entry = entry?;
-                let name = entry.file_name().to_string_lossy().into_owned();
+                let file_name = entry?.file_name();
+                let name = file_name.to_string_lossy().into_owned();
                 // An entry may vanish between readdir and stat; skip it.
-                if let Ok(facts) = entry_facts(&dir, &entry.file_name(), name) {
-                    entries.push(facts);
+                // Where statx is missing (old kernels, seccomp), stat as
+                // cap-std does.
+                match entry_facts(&dir, &file_name) {
+                    Ok(facts) => entries.push(EntryFacts { name, ..facts }),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(_) => {
+                        if let Ok(meta) = dir.symlink_metadata(&file_name) {
+                            entries.push(facts(name, &meta));
+                        }
+                    }
                 }
             }
             // Names in a directory are unique: an unstable sort is exact.

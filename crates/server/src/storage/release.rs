@@ -8,9 +8,12 @@
 //! closes what it is given, a burst at a time, so the freeing happens
 //! beside the replies instead of before them (the idea of XFS's
 //! background inode inactivation). The thread waits without waking while
-//! there is nothing to release.
+//! there is nothing to release. At most [`QUEUE`] files wait for it: past
+//! that (big files replaced faster than they can be freed) the upload
+//! frees its own, as without this thread, so descriptors and unfreed
+//! space stay bounded.
 
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -19,12 +22,15 @@ use std::time::Duration;
 /// at most rather than once per file.
 const GATHER: Duration = Duration::from_millis(5);
 
+/// Most replaced files waiting for the thread.
+const QUEUE: usize = 256;
+
 /// Closes `file` on the release thread; in place when the thread could
 /// not be started.
 pub(super) fn release_later(file: cap_std::fs::File) {
-    static RELEASER: OnceLock<Option<Sender<cap_std::fs::File>>> = OnceLock::new();
+    static RELEASER: OnceLock<Option<SyncSender<cap_std::fs::File>>> = OnceLock::new();
     let releaser = RELEASER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<cap_std::fs::File>();
+        let (tx, rx) = mpsc::sync_channel::<cap_std::fs::File>(QUEUE);
         let started = std::thread::Builder::new().name("ferroftp-release".into()).spawn(move || {
             while let Ok(first) = rx.recv() {
                 drop(first);
@@ -36,9 +42,9 @@ pub(super) fn release_later(file: cap_std::fs::File) {
     });
     match releaser {
         Some(tx) => {
-            // The thread never ends while the process runs; were it gone,
-            // the file comes back in the error and is closed here.
-            if let Err(mpsc::SendError(file)) = tx.send(file) {
+            // A full queue, or (never while the process runs) a thread
+            // gone: the file comes back in the error and is closed here.
+            if let Err(TrySendError::Full(file) | TrySendError::Disconnected(file)) = tx.try_send(file) {
                 drop(file);
             }
         }

@@ -194,14 +194,19 @@ impl Writer {
                 self.root.open_with(&to, &path_only).ok()
             })
             .flatten();
+        // The new name lives in the directory, opened (to read: cap-std
+        // opens directories O_PATH, which fsync refuses) before the rename.
+        // One that cannot be read (an upload-only drop box) is not flushed:
+        // the file's own data is.
+        let directory = if self.sync { self.root.open(rename.to.parent().relative()).ok() } else { None };
         self.root.rename(rename.from.relative(), &self.root, &to)?;
         if let Some(replaced) = replaced {
             super::release::release_later(replaced);
         }
-        if self.sync {
-            // The new name lives in the directory (opened to read: cap-std
-            // opens directories O_PATH, which fsync refuses).
-            self.root.open(rename.to.parent().relative())?.sync_all()?;
+        // The upload has landed: a failed flush of the directory is no
+        // reason to report it failed.
+        if let Some(Err(e)) = directory.map(|d| d.sync_all()) {
+            tracing::warn!(path = %rename.to, error = %e, "could not flush the directory of an upload");
         }
         Ok(())
     }
