@@ -509,7 +509,14 @@ fn positive<T: PartialOrd + Default + Copy>(key: &'static str, value: T) -> Resu
 /// session threads wake one another less (docs/CONFIG.md has the figures).
 #[must_use]
 pub fn default_worker_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |cores| (cores.get() / 2).max(1))
+    (cores() / 2).max(1)
+}
+
+/// Cores this process may use (its CPU affinity and cgroup limit), 2 when
+/// the system cannot tell: what the thread counts are sized by.
+#[must_use]
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
 }
 
 /// Parses `"A-B"` into a port range, 1024 <= A <= B.

@@ -193,9 +193,7 @@ impl Server {
                 // 19 MiB; a thousand logins at once would take 19 GB, and
                 // the allocator keeps what it grew to (seen: 4 MiB per idle
                 // session after 64 logins at once). One check per core.
-                password_checks: tokio::sync::Semaphore::new(
-                    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
-                ),
+                password_checks: tokio::sync::Semaphore::new(crate::config::cores()),
                 config,
                 users,
                 anonymous_storage,

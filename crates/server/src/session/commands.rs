@@ -22,8 +22,8 @@ use crate::data::{listen_passive, DataSetup};
 use crate::path::VirtualPath;
 use crate::permissions::Permission;
 use crate::quota::{Quota, UploadCharge, Usage};
-use crate::storage::{LocalFs, OpenFile, Reader, Storage, StorageError, WriteMode};
-use crate::transfer::{Commit, Job, PartialUpload, UPLOAD_TEMP_PREFIX};
+use crate::storage::{Commit, LocalFs, OpenFile, Reader, Storage, StorageError, WriteMode};
+use crate::transfer::{Job, PartialUpload, UPLOAD_TEMP_PREFIX};
 use std::sync::Weak;
 
 /// Shortest and longest idle timeouts SITE IDLE accepts, seconds.

@@ -284,7 +284,7 @@ impl Storage for LocalFs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::Rename;
+    use crate::storage::Commit;
     use tokio::io::AsyncReadExt;
 
     #[tokio::test]
@@ -329,7 +329,7 @@ mod tests {
         let mut w = fs.open_write(&temp, WriteMode::CreateNew, 0o022).await.unwrap();
         w.write_all(b"new bytes").unwrap();
         assert_eq!(std::fs::read(root.path().join("target")).unwrap(), b"old", "not replaced before finish");
-        w.finish(Some(Rename { from: &temp, to: &target, replaces: 3 })).unwrap();
+        w.finish(Some(&Commit { temp: temp.clone(), target: target.clone(), replaces: 3 })).unwrap();
         assert_eq!(std::fs::read(root.path().join("target")).unwrap(), b"new bytes");
         assert!(!root.path().join(".t").exists());
         // CreateNew (now opened in place) still refuses an existing name.
@@ -350,7 +350,7 @@ mod tests {
         w.write_all(b"new").unwrap();
         // The old name is held (or not) only as found beneath the root:
         // the symlink itself, never what it points to.
-        w.finish(Some(Rename { from: &temp, to: &target, replaces: u64::MAX })).unwrap();
+        w.finish(Some(&Commit { temp: temp.clone(), target, replaces: u64::MAX })).unwrap();
         assert_eq!(std::fs::read(root.path().join("target")).unwrap(), b"new");
         assert!(!std::fs::symlink_metadata(root.path().join("target")).unwrap().is_symlink());
         assert_eq!(std::fs::read(&secret).unwrap(), b"keep me");

@@ -48,7 +48,7 @@ pub struct OpenFile {
     pub size: u64,
 }
 
-pub use writer::{Closed, Rename, Writer};
+pub use writer::{Closed, Commit, Writer};
 
 // Local files are read in place: a read of the page cache takes
 // microseconds, far less than handing it to another thread and back

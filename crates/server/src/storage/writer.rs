@@ -38,15 +38,16 @@ const RESERVE_AHEAD: u64 = 64 << 20;
 /// space held for one upload could make another fail.
 const RESERVE_ONLY_ABOVE: u64 = 16 * RESERVE_AHEAD;
 
-/// The rename that completes an atomic upload.
-#[derive(Debug, Clone, Copy)]
-pub struct Rename<'a> {
-    /// The temporary name written.
-    pub from: &'a VirtualPath,
-    /// The final name.
-    pub to: &'a VirtualPath,
-    /// Bytes of the file the final name held when the upload began (0
-    /// when none).
+/// The rename that completes an atomic upload: the temporary file takes
+/// the target's name only once every byte is written (beneath the root the
+/// upload's file was opened in).
+#[derive(Debug, Clone)]
+pub struct Commit {
+    /// The temporary file written.
+    pub temp: VirtualPath,
+    /// Its final name.
+    pub target: VirtualPath,
+    /// Bytes the final name held when the upload began (0 when none).
     pub replaces: u64,
 }
 
@@ -169,23 +170,23 @@ impl Writer {
         Ok(())
     }
 
-    /// Gives back unwritten reserved space and, given `rename`, moves the
+    /// Gives back unwritten reserved space and, given `commit`, moves the
     /// file into place (blocking); with [`Writer::sync_on_finish`], both
     /// reach the disk first. The file is closed when the writer is
     /// dropped.
     ///
     /// # Errors
     /// The rename's or the flush's error.
-    pub fn finish(mut self, rename: Option<Rename<'_>>) -> io::Result<()> {
+    pub fn finish(mut self, commit: Option<&Commit>) -> io::Result<()> {
         self.trim()?;
         if self.sync {
             self.file.sync_data()?;
         }
-        let Some(rename) = rename else { return Ok(()) };
-        let to = rename.to.relative();
+        let Some(commit) = commit else { return Ok(()) };
+        let to = commit.target.relative();
         // Whatever holds the final name now (it may have changed since the
         // upload began); gone or unopenable, it is freed in the rename.
-        let replaced = (rename.replaces > 0)
+        let replaced = (commit.replaces > 0)
             .then(|| {
                 let mut path_only = cap_std::fs::OpenOptions::new();
                 path_only
@@ -198,15 +199,15 @@ impl Writer {
         // opens directories O_PATH, which fsync refuses) before the rename.
         // One that cannot be read (an upload-only drop box) is not flushed:
         // the file's own data is.
-        let directory = if self.sync { self.root.open(rename.to.parent().relative()).ok() } else { None };
-        self.root.rename(rename.from.relative(), &self.root, &to)?;
+        let directory = if self.sync { self.root.open(commit.target.parent().relative()).ok() } else { None };
+        self.root.rename(commit.temp.relative(), &self.root, &to)?;
         if let Some(replaced) = replaced {
             super::release::release_later(replaced);
         }
         // The upload has landed: a failed flush of the directory is no
         // reason to report it failed.
         if let Some(Err(e)) = directory.map(|d| d.sync_all()) {
-            tracing::warn!(path = %rename.to, error = %e, "could not flush the directory of an upload");
+            tracing::warn!(path = %commit.target, error = %e, "could not flush the directory of an upload");
         }
         Ok(())
     }

@@ -20,7 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use crate::data::{DataConn, DataError, DataSetup};
 use crate::path::VirtualPath;
 use crate::quota::UploadCharge;
-use crate::storage::{Closed, Reader, Rename, Storage, StorageError, Writer};
+use crate::storage::{Closed, Commit, Reader, Storage, StorageError, Writer};
 
 mod stream_thread;
 
@@ -113,18 +113,6 @@ pub enum Job {
         /// The quota this upload is charged to.
         charge: Option<Arc<UploadCharge>>,
     },
-}
-
-/// The rename that completes an atomic upload: the temporary file takes
-/// the target's name only once every byte is written (beneath the root the
-/// upload's file was opened in).
-pub struct Commit {
-    /// The temporary file written.
-    pub temp: VirtualPath,
-    /// Its final name.
-    pub target: VirtualPath,
-    /// Bytes the final name held when the upload began (0 when none).
-    pub replaces: u64,
 }
 
 /// TLS for a data connection (PROT P).
@@ -645,7 +633,7 @@ impl Sink {
             } else {
                 file.write_all(&last)?;
             }
-            file.finish(commit.as_ref().map(|c| Rename { from: &c.temp, to: &c.target, replaces: c.replaces }))
+            file.finish(commit.as_ref())
         }))
         .await
     }

@@ -64,7 +64,7 @@ static RUNNING: AtomicUsize = AtomicUsize::new(0);
 /// only compete for the same cores and the same page cache.
 fn max_streams() -> usize {
     static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *MAX.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get() * 2))
+    *MAX.get_or_init(|| crate::config::cores() * 2)
 }
 
 /// A place among the streaming uploads; given back when dropped.
