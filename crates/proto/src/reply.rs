@@ -134,21 +134,58 @@ impl Reply {
     /// CR and LF inside a line (say, from a file name) are replaced, so a
     /// name can never inject a reply line of its own.
     pub fn to_wire(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64);
-        let clean = |s: &str| s.replace(['\r', '\n'], " ");
-        match self.lines.as_slice() {
-            [] => out.extend_from_slice(format!("{} \r\n", self.code).as_bytes()),
-            [only] => out.extend_from_slice(format!("{} {}\r\n", self.code, clean(only)).as_bytes()),
-            [first, body @ .., last] => {
-                out.extend_from_slice(format!("{}-{}\r\n", self.code, clean(first)).as_bytes());
-                for line in body {
-                    out.extend_from_slice(format!(" {}\r\n", clean(line)).as_bytes());
-                }
-                out.extend_from_slice(format!("{} {}\r\n", self.code, clean(last)).as_bytes());
-            }
-        }
+        let text: usize = self.lines.iter().map(|l| l.len() + 6).sum();
+        let mut out = Vec::with_capacity(text.max(6));
+        self.write_to(&mut out);
         out
     }
+
+    /// The wire form of a one-line reply, built without a [`Reply`] (for
+    /// fixed texts such as the greeting).
+    pub fn line_wire(code: u16, text: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(text.len() + 6);
+        push_line(&mut out, Some((code, b' ')), text);
+        out
+    }
+
+    /// Appends the reply as it goes on the wire to `out` (see
+    /// [`Reply::to_wire`]); two replies sent together share one buffer.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        match self.lines.as_slice() {
+            [] => push_line(out, Some((self.code, b' ')), ""),
+            [only] => push_line(out, Some((self.code, b' ')), only),
+            [first, body @ .., last] => {
+                push_line(out, Some((self.code, b'-')), first);
+                for line in body {
+                    push_line(out, None, line);
+                }
+                push_line(out, Some((self.code, b' ')), last);
+            }
+        }
+    }
+}
+
+/// Appends one reply line: the code and its separator (`None`: a body
+/// line, indented one space), the text with CR and LF turned into spaces,
+/// and CRLF.
+fn push_line(out: &mut Vec<u8>, code: Option<(u16, u8)>, text: &str) {
+    match code {
+        Some((code, separator)) => {
+            // Reply codes have three digits (RFC 959 4.2).
+            let digits = [(code / 100 % 10) as u8, (code / 10 % 10) as u8, (code % 10) as u8];
+            out.extend(digits.map(|d| b'0' + d));
+            out.push(separator);
+        }
+        None => out.push(b' '),
+    }
+    let start = out.len();
+    out.extend_from_slice(text.as_bytes());
+    for b in &mut out[start..] {
+        if matches!(*b, b'\r' | b'\n') {
+            *b = b' ';
+        }
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Quotes a path for a 257 reply: wrapped in double quotes, inner double
@@ -170,6 +207,12 @@ mod tests {
     fn multi_line_indents_body() {
         let r = Reply::multi(code::SYSTEM_STATUS, "status:", vec!["211 trap".into()], "End");
         assert_eq!(r.to_wire(), b"211-status:\r\n 211 trap\r\n211 End\r\n");
+    }
+
+    #[test]
+    fn a_line_without_a_reply_is_the_same_line() {
+        assert_eq!(Reply::line_wire(code::SERVICE_READY, "hi\n"), Reply::new(code::SERVICE_READY, "hi\n").to_wire());
+        assert_eq!(Reply::line_wire(code::SERVICE_READY, "hi"), b"220 hi\r\n");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! All state is bounded: the failure table forgets entries whose window
 //! has passed and never holds more than [`MAX_TRACKED_IPS`] addresses.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -96,10 +97,11 @@ impl Drop for Admitted {
     fn drop(&mut self) {
         let mut state = self.limits.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.clients = state.clients.saturating_sub(1);
-        if let Some(n) = state.per_ip.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                state.per_ip.remove(&self.ip);
+        // One lookup (the key is hashed once), not a get and a remove.
+        if let Entry::Occupied(mut count) = state.per_ip.entry(self.ip) {
+            *count.get_mut() -= 1;
+            if *count.get() == 0 {
+                count.remove();
             }
         }
     }
@@ -125,12 +127,16 @@ impl Limits {
         if state.clients >= self.settings.max_clients {
             return Err(Refusal::Full(self.settings.max_clients));
         }
-        let from_ip = state.per_ip.get(&ip).copied().unwrap_or(0);
-        if from_ip >= self.settings.max_clients_per_ip {
-            return Err(Refusal::TooManyFromIp(self.settings.max_clients_per_ip));
+        let max_per_ip = self.settings.max_clients_per_ip;
+        // One lookup for the check and the count. A refused address
+        // already has connections (the limit is at least 1), so no empty
+        // entry is left behind.
+        let from_ip = state.per_ip.entry(ip).or_insert(0);
+        if *from_ip >= max_per_ip {
+            return Err(Refusal::TooManyFromIp(max_per_ip));
         }
+        *from_ip += 1;
         state.clients += 1;
-        *state.per_ip.entry(ip).or_insert(0) += 1;
         Ok(Admitted { limits: Arc::clone(self), ip, clients_at_start: state.clients })
     }
 

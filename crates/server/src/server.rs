@@ -225,10 +225,15 @@ impl Server {
 
     /// Serves until `shutdown` completes; then tells every session to
     /// close (421) and waits briefly for them.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+    ///
+    /// `shutdown` runs as a task of its own: the accept loop then checks
+    /// only whether that task has finished, instead of polling the future
+    /// (for signals, six polls of tokio's signal machinery) at every
+    /// accepted connection.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut sessions = JoinSet::new();
-        tokio::pin!(shutdown);
+        let mut shutdown = tokio::spawn(shutdown);
         let local = fixed_local(&self.listener);
         let implicit_local = self.implicit.as_ref().and_then(fixed_local);
         loop {
@@ -236,12 +241,13 @@ impl Server {
                 accepted = self.listener.accept() => self.admit(accepted, false, &stop_rx, &mut sessions, local),
                 accepted = accept_implicit(&self.implicit) => self.admit(accepted, true, &stop_rx, &mut sessions, implicit_local),
                 Some(_) = sessions.join_next(), if !sessions.is_empty() => None,
-                () = &mut shutdown => break,
+                _ = &mut shutdown => break,
             };
             if let Some(pause) = backoff {
                 tokio::time::sleep(pause).await;
             }
         }
+        shutdown.abort();
         let _ = stop_tx.send(true);
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, async { while sessions.join_next().await.is_some() {} }).await;
     }

@@ -346,6 +346,9 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
+/// The text of the 220 greeting.
+const GREETING: &str = concat!("ferroftp ", env!("CARGO_PKG_VERSION"), " ready.");
+
 /// Most bytes taken from the control connection in one read.
 const CONTROL_READ: usize = 4096;
 
@@ -391,10 +394,30 @@ async fn read_control(reader: &mut ControlReader, poll: bool) -> io::Result<Vec<
 /// readiness, so waiting for `readable()` afterwards really waits. With
 /// `direct`, the socket itself is read too, in case tokio missed the
 /// wake-up.
+///
+/// A short read (fewer bytes than asked for) empties the socket, so the
+/// cached readiness is cleared then too, as tokio's own `poll_read` does:
+/// the next wait goes straight to epoll instead of first trying a read
+/// that can only fail (one recvfrom fewer per command). Readiness that
+/// arrived meanwhile is kept: tokio clears only the readiness it saw
+/// before the read.
 fn read_ready_bytes(plain: &tokio::net::tcp::OwnedReadHalf, direct: bool) -> Option<io::Result<Vec<u8>>> {
     let mut buf = [0u8; CONTROL_READ];
-    match plain.try_read(&mut buf) {
+    let tcp: &TcpStream = plain.as_ref();
+    let mut got = 0;
+    let read = tcp.try_io(tokio::io::Interest::READABLE, || {
+        got = rustix::net::recv(tcp, &mut buf, rustix::net::RecvFlags::empty()).map_err(io::Error::from)?.0;
+        if got > 0 && got < CONTROL_READ {
+            // Bytes read, and the socket drained: tokio clears readiness
+            // on WouldBlock; the bytes are returned below.
+            Err(io::ErrorKind::WouldBlock.into())
+        } else {
+            Ok(got)
+        }
+    });
+    match read {
         Ok(n) => return Some(Ok(buf[..n].to_vec())),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => return Some(Ok(buf[..got].to_vec())),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
         Err(e) => return Some(Err(e)),
     }
@@ -418,7 +441,7 @@ async fn wait_transfer(t: &mut Option<RunningTransfer>) -> Result<u64, TransferE
 
 impl Session {
     async fn run(&mut self, mut reader: ControlReader, shutdown: &mut watch::Receiver<bool>) -> io::Result<()> {
-        self.send(&Reply::new(code::SERVICE_READY, format!("ferroftp {} ready.", crate::VERSION))).await?;
+        self.writer.write_all(&Reply::line_wire(code::SERVICE_READY, GREETING)).await?;
         let mut decoder = LineDecoder::default();
         let mut queue: VecDeque<LineEvent> = VecDeque::new();
         let mut events = Vec::new();
@@ -661,7 +684,7 @@ impl Session {
                     Some(outcome) => {
                         let last = running.outcome_reply(outcome).await;
                         let mut wire = start.preliminary.to_wire();
-                        wire.extend_from_slice(&last.to_wire());
+                        last.write_to(&mut wire);
                         self.writer.write_all(&wire).await?;
                     }
                     None => {
