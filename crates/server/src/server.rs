@@ -233,7 +233,7 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut sessions = JoinSet::new();
-        let mut shutdown = tokio::spawn(shutdown);
+        let mut shutdown = AbortOnDrop(tokio::spawn(shutdown));
         let local = fixed_local(&self.listener);
         let implicit_local = self.implicit.as_ref().and_then(fixed_local);
         loop {
@@ -241,13 +241,13 @@ impl Server {
                 accepted = self.listener.accept() => self.admit(accepted, false, &stop_rx, &mut sessions, local),
                 accepted = accept_implicit(&self.implicit) => self.admit(accepted, true, &stop_rx, &mut sessions, implicit_local),
                 Some(_) = sessions.join_next(), if !sessions.is_empty() => None,
-                _ = &mut shutdown => break,
+                _ = &mut shutdown.0 => break,
             };
             if let Some(pause) = backoff {
                 tokio::time::sleep(pause).await;
             }
         }
-        shutdown.abort();
+        drop(shutdown);
         let _ = stop_tx.send(true);
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, async { while sessions.join_next().await.is_some() {} }).await;
     }
@@ -287,6 +287,16 @@ impl Server {
             }
         }
         None
+    }
+}
+
+/// A task that is aborted when this is dropped: the shutdown future's
+/// task ends with [`Server::run`], however that ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -395,19 +395,23 @@ async fn read_control(reader: &mut ControlReader, poll: bool) -> io::Result<Vec<
 /// `direct`, the socket itself is read too, in case tokio missed the
 /// wake-up.
 ///
-/// A short read (fewer bytes than asked for) empties the socket, so the
-/// cached readiness is cleared then too, as tokio's own `poll_read` does:
-/// the next wait goes straight to epoll instead of first trying a read
-/// that can only fail (one recvfrom fewer per command). Readiness that
-/// arrived meanwhile is kept: tokio clears only the readiness it saw
-/// before the read.
+/// A short read (fewer bytes than asked for) that ends a line has emptied
+/// the socket, so the cached readiness is cleared then too, as tokio's own
+/// `poll_read` does: the next wait goes straight to epoll instead of first
+/// trying a read that can only fail (one recvfrom fewer per command).
+/// Readiness that arrived meanwhile is kept: tokio clears only the
+/// readiness it saw before the read. A short read that does not end a line
+/// may have stopped at TCP urgent data (Linux stops a read before the
+/// urgent byte: ftplib sends its whole `ABOR\r\n` as urgent data, and the
+/// read returns `ABOR\r`), so then readiness stays and the rest is read
+/// at once.
 fn read_ready_bytes(plain: &tokio::net::tcp::OwnedReadHalf, direct: bool) -> Option<io::Result<Vec<u8>>> {
     let mut buf = [0u8; CONTROL_READ];
     let tcp: &TcpStream = plain.as_ref();
     let mut got = 0;
     let read = tcp.try_io(tokio::io::Interest::READABLE, || {
         got = rustix::net::recv(tcp, &mut buf, rustix::net::RecvFlags::empty()).map_err(io::Error::from)?.0;
-        if got > 0 && got < CONTROL_READ {
+        if got > 0 && got < CONTROL_READ && buf[got - 1] == b'\n' {
             // Bytes read, and the socket drained: tokio clears readiness
             // on WouldBlock; the bytes are returned below.
             Err(io::ErrorKind::WouldBlock.into())

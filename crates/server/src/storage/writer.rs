@@ -171,7 +171,15 @@ impl Writer {
     /// [`RESERVE_AHEAD`]. A filesystem that cannot reserve, or has less than
     /// [`RESERVE_ONLY_ABOVE`] free, is simply written as usual (and not
     /// asked again): the writes then report what fails.
+    ///
+    /// A file opened to append is never reserved for (nor trimmed): its
+    /// position says nothing about where its end is (it stays at 0 until a
+    /// first write succeeds, and other sessions may append too), so giving
+    /// space back there could cut the file.
     pub fn reserve_ahead(&mut self, n: u64) {
+        if self.appends {
+            return;
+        }
         let Some(left) = self.reserved else { return };
         if n <= left {
             self.reserved = Some(left - n);
@@ -181,11 +189,13 @@ impl Writer {
         self.next_reserve = (self.next_reserve * 2).min(RESERVE_AHEAD);
         let roomy = rustix::fs::fstatvfs(&self.file)
             .is_ok_and(|fs| fs.f_bavail.saturating_mul(fs.f_frsize) >= RESERVE_ONLY_ABOVE.saturating_add(len));
-        let reserved = roomy
-            && self.file.stream_position().is_ok_and(|at| {
-                rustix::fs::fallocate(&self.file, rustix::fs::FallocateFlags::KEEP_SIZE, at, len).is_ok()
-            });
-        self.trim |= reserved;
+        let at = if roomy { self.file.stream_position().ok() } else { None };
+        let reserved = at.is_some_and(|at| {
+            rustix::fs::fallocate(&self.file, rustix::fs::FallocateFlags::KEEP_SIZE, at, len).is_ok()
+        });
+        // Trimmed even when the reservation failed: a filesystem may keep
+        // what it allocated before running out.
+        self.trim |= at.is_some();
         self.reserved = reserved.then(|| len - n);
     }
 
@@ -333,5 +343,21 @@ mod tests {
         w.finish(None).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 4 * batch.len() as u64);
         assert!(std::fs::read(&path).unwrap().iter().all(|&b| b == 7));
+    }
+
+    /// An appending writer reserves nothing, so finishing it never cuts
+    /// the file back to its position (which under O_APPEND is not its end).
+    #[test]
+    fn an_append_reserves_nothing_and_keeps_what_was_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"existing ").unwrap();
+        let root = Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority()).unwrap();
+        let file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let mut w = Writer::new(file, Arc::new(root), true);
+        w.write_all(b"more").unwrap();
+        assert!(!w.trim, "an append reserved space");
+        w.finish(None).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"existing more");
     }
 }

@@ -155,6 +155,22 @@ fn abor_with_telnet_synch_stops_a_running_transfer() {
     c.ok("ABOR", 226);
 }
 
+/// Python's ftplib sends its whole `ABOR` line as urgent data. Linux
+/// then stops a read before the urgent byte (the `\n`), so the server
+/// reads `ABOR\r` with more bytes still in the socket: it must not take
+/// that short read for an empty socket, with no transfer (and so no
+/// polling tick) running.
+#[test]
+fn abor_sent_as_urgent_data_with_no_transfer_is_answered() {
+    let server = TestServer::start();
+    let mut c = server.login();
+    for _ in 0..3 {
+        socket2::SockRef::from(&c.stream).send_out_of_band(b"ABOR\r\n").unwrap();
+        assert_eq!(c.reply().0, 226);
+        c.ok("NOOP", 200);
+    }
+}
+
 #[test]
 fn commands_during_a_transfer_wait_their_turn_and_quit_waits_for_it() {
     let server = TestServer::start();
