@@ -406,34 +406,41 @@ async fn read_control(reader: &mut ControlReader, poll: bool) -> io::Result<Vec<
 /// read returns `ABOR\r`), so then readiness stays and the rest is read
 /// at once.
 fn read_ready_bytes(plain: &tokio::net::tcp::OwnedReadHalf, direct: bool) -> Option<io::Result<Vec<u8>>> {
-    let mut buf = [0u8; CONTROL_READ];
     let tcp: &TcpStream = plain.as_ref();
-    let mut got = 0;
+    let mut bytes = Vec::new();
+    // tokio calls the closure only when it holds the socket readable.
     let read = tcp.try_io(tokio::io::Interest::READABLE, || {
-        got = rustix::net::recv(tcp, &mut buf, rustix::net::RecvFlags::empty()).map_err(io::Error::from)?.0;
-        if got > 0 && got < CONTROL_READ && buf[got - 1] == b'\n' {
+        bytes = receive_now(tcp)?;
+        if !bytes.is_empty() && bytes.len() < CONTROL_READ && bytes.ends_with(b"\n") {
             // Bytes read, and the socket drained: tokio clears readiness
             // on WouldBlock; the bytes are returned below.
             Err(io::ErrorKind::WouldBlock.into())
         } else {
-            Ok(got)
+            Ok(())
         }
     });
     match read {
-        Ok(n) => return Some(Ok(buf[..n].to_vec())),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => return Some(Ok(buf[..got].to_vec())),
+        Ok(()) => return Some(Ok(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && !bytes.is_empty() => return Some(Ok(bytes)),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
         Err(e) => return Some(Err(e)),
     }
     if direct {
-        let socket = socket2::SockRef::from(plain.as_ref());
-        match std::io::Read::read(&mut &*socket, &mut buf) {
-            Ok(n) => return Some(Ok(buf[..n].to_vec())),
+        match receive_now(tcp) {
+            Ok(bytes) => return Some(Ok(bytes)),
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
             Err(e) => return Some(Err(e)),
         }
     }
     None
+}
+
+/// One recv(2) of at most [`CONTROL_READ`] bytes (empty at end of
+/// stream). The buffer is cleared only for a read that is made.
+fn receive_now(socket: &TcpStream) -> io::Result<Vec<u8>> {
+    let mut buf = [0u8; CONTROL_READ];
+    let (n, _) = rustix::net::recv(socket, &mut buf, rustix::net::RecvFlags::empty())?;
+    Ok(buf[..n].to_vec())
 }
 
 async fn wait_transfer(t: &mut Option<RunningTransfer>) -> Result<u64, TransferError> {
