@@ -39,7 +39,7 @@ use crate::server::VirtualHost;
 use crate::storage::Storage;
 use crate::storage::StorageError;
 use crate::tls::ConnTls;
-use crate::transfer::{self, Job, PartialUpload, TransferError};
+use crate::transfer::{self, Job, PartialUpload, TransferError, Transferred};
 use ferroftp_proto::listing::MLSX_FACTS;
 use stream::{ControlReader, ControlWriter};
 
@@ -112,8 +112,8 @@ pub(crate) struct KeptListener {
     pub release_at: Instant,
 }
 
-/// A transfer in progress; it yields the bytes moved.
-type TransferFuture = Pin<Box<dyn Future<Output = Result<u64, TransferError>> + Send>>;
+/// A transfer in progress; it yields what it moved.
+type TransferFuture = Pin<Box<dyn Future<Output = Result<Transferred, TransferError>> + Send>>;
 
 struct RunningTransfer {
     /// The transfer, polled by the session's own task (no task of its
@@ -134,15 +134,17 @@ struct RunningTransfer {
 
 impl RunningTransfer {
     /// The reply that ends the transfer (226, or the failure's code),
-    /// after settling a failed upload's partial file.
-    async fn outcome_reply(self, outcome: Result<u64, TransferError>) -> Reply {
+    /// after settling a failed upload's partial file; and what the
+    /// transfer moved, to drop once that reply is sent (see
+    /// [`Transferred`]).
+    async fn outcome_reply(self, outcome: Result<Transferred, TransferError>) -> (Reply, Option<Transferred>) {
         match outcome {
-            Ok(_bytes) => Reply::new(code::CLOSING_DATA, self.done_text),
+            Ok(done) => (Reply::new(code::CLOSING_DATA, self.done_text), Some(done)),
             Err(e) => {
                 if let Some(p) = self.partial {
                     p.settle(matches!(e, TransferError::Storage(StorageError::QuotaExceeded))).await;
                 }
-                Reply::new(e.reply_code(), e.to_string())
+                (Reply::new(e.reply_code(), e.to_string()), None)
             }
         }
     }
@@ -443,7 +445,7 @@ fn receive_now(socket: &TcpStream) -> io::Result<Vec<u8>> {
     Ok(buf[..n].to_vec())
 }
 
-async fn wait_transfer(t: &mut Option<RunningTransfer>) -> Result<u64, TransferError> {
+async fn wait_transfer(t: &mut Option<RunningTransfer>) -> Result<Transferred, TransferError> {
     match t {
         Some(t) => t.task.get_mut().await,
         None => std::future::pending().await,
@@ -548,8 +550,10 @@ impl Session {
                 }
                 outcome = wait_transfer(&mut self.transfer) => {
                     let Some(finished) = self.transfer.take() else { continue };
-                    let reply = Box::pin(finished.outcome_reply(outcome)).await;
+                    let (reply, done) = Box::pin(finished.outcome_reply(outcome)).await;
                     self.send(&reply).await?;
+                    // The data connection's FIN, if still to go, after the reply.
+                    drop(done);
                     deadline = Instant::now() + self.idle_timeout;
                 }
                 () = &mut timer, if !transferring => {
@@ -693,10 +697,12 @@ impl Session {
                 };
                 match first_poll {
                     Some(outcome) => {
-                        let last = running.outcome_reply(outcome).await;
+                        let (last, done) = running.outcome_reply(outcome).await;
                         let mut wire = start.preliminary.to_wire();
                         last.write_to(&mut wire);
                         self.writer.write_all(&wire).await?;
+                        // The data connection's FIN after the 226.
+                        drop(done);
                     }
                     None => {
                         self.send(&start.preliminary).await?;
