@@ -551,9 +551,7 @@ impl Session {
                 outcome = wait_transfer(&mut self.transfer) => {
                     let Some(finished) = self.transfer.take() else { continue };
                     let (reply, done) = Box::pin(finished.outcome_reply(outcome)).await;
-                    self.send(&reply).await?;
-                    // The data connection's FIN, if still to go, after the reply.
-                    drop(done);
+                    self.send_final(&reply.to_wire(), done).await?;
                     deadline = Instant::now() + self.idle_timeout;
                 }
                 () = &mut timer, if !transferring => {
@@ -700,9 +698,7 @@ impl Session {
                         let (last, done) = running.outcome_reply(outcome).await;
                         let mut wire = start.preliminary.to_wire();
                         last.write_to(&mut wire);
-                        self.writer.write_all(&wire).await?;
-                        // The data connection's FIN after the 226.
-                        drop(done);
+                        self.send_final(&wire, done).await?;
                     }
                     None => {
                         self.send(&start.preliminary).await?;
@@ -716,6 +712,22 @@ impl Session {
 
     async fn send(&mut self, reply: &Reply) -> io::Result<()> {
         self.writer.write_all(&reply.to_wire()).await
+    }
+
+    /// Sends a transfer's final reply (`wire`), then lets its data
+    /// connection go (the FIN, see [`Transferred`]): after the reply when
+    /// the reply is written at once, as it nearly always is; before the
+    /// rest of it when the control connection is backed up, so a client
+    /// that does not read its replies cannot hold back the data
+    /// connection's end.
+    async fn send_final(&mut self, wire: &[u8], done: Option<Transferred>) -> io::Result<()> {
+        let mut write = std::pin::pin!(self.writer.write_all(wire));
+        let written = transfer::poll_once(write.as_mut()).await;
+        drop(done);
+        match written {
+            Some(result) => result,
+            None => write.await,
+        }
     }
 
     /// Sends the last reply (221) and closes our side. On a plain
