@@ -149,11 +149,16 @@ impl Writer {
     /// for a whole small upload, which is then renamed over the file it
     /// replaces without ext4 writing it out inside the rename
     /// (`auto_da_alloc` flushes only delayed-allocation data). A failed
-    /// write leaves the file as long as what was written.
+    /// write leaves the file as long as what was written. A file opened to
+    /// append is written as usual: its position is not its end, and
+    /// allocating there could lengthen it with zeros ahead of the bytes.
     ///
     /// # Errors
     /// The write's error (no space, quota, I/O).
     pub fn write_all_allocated(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.appends {
+            return self.write_all(bytes);
+        }
         let at = self.file.stream_position()?;
         let allocated =
             rustix::fs::fallocate(&self.file, rustix::fs::FallocateFlags::empty(), at, bytes.len() as u64).is_ok();
@@ -351,13 +356,16 @@ mod tests {
     fn an_append_reserves_nothing_and_keeps_what_was_there() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        std::fs::write(&path, b"existing ").unwrap();
+        std::fs::write(&path, b"was ").unwrap();
         let root = Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority()).unwrap();
         let file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
         let mut w = Writer::new(file, Arc::new(root), true);
-        w.write_all(b"more").unwrap();
+        w.write_all(b"more ").unwrap();
         assert!(!w.trim, "an append reserved space");
+        // A whole upload appended: allocating at the position (0 here)
+        // would have lengthened the file with zeros first.
+        w.write_all_allocated(b"and a whole upload").unwrap();
         w.finish(None).unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"existing more");
+        assert_eq!(std::fs::read(&path).unwrap(), b"was more and a whole upload");
     }
 }

@@ -670,11 +670,13 @@ impl Sink {
     }
 
     /// Writes the last bytes, closes the file and renames it into place
-    /// (temporary name, final name): one trip to the blocking pool.
+    /// (temporary name, final name): one trip to the blocking pool. A
+    /// whole upload (one batch) is written into space allocated for it,
+    /// any other's last batch into reserved space (see [`Writer`]).
     async fn finish(mut self, last: Vec<u8>, whole: bool, commit: Option<Commit>) -> Result<(), TransferError> {
         let (mut file, _) = self.settle().await?;
         pooled(tokio::task::spawn_blocking(move || {
-            if commit.is_some() && !last.is_empty() && whole {
+            if whole && !last.is_empty() {
                 file.write_all_allocated(&last)?;
             } else {
                 file.write_all(&last)?;
