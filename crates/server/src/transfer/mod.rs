@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use ferroftp_proto::ascii;
 use ferroftp_proto::code;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 
@@ -130,15 +130,75 @@ trait DataIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {
     fn socket(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         None
     }
+
+    /// The plain TCP socket itself, for a streaming thread to take out of
+    /// the runtime; anything else is handed back.
+    fn into_plain(self: Box<Self>) -> Result<tokio::net::TcpStream, Box<dyn DataIo>>;
 }
 
 impl DataIo for tokio::net::TcpStream {
     fn socket(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         Some(std::os::fd::AsFd::as_fd(self))
     }
+
+    fn into_plain(self: Box<Self>) -> Result<tokio::net::TcpStream, Box<dyn DataIo>> {
+        Ok(*self)
+    }
 }
 
-impl DataIo for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {}
+impl DataIo for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+    fn into_plain(self: Box<Self>) -> Result<tokio::net::TcpStream, Box<dyn DataIo>> {
+        Err(self)
+    }
+}
+
+/// Stands in for a data connection while a streaming thread has it out of
+/// the runtime. Any read or write is an error, never an end of file, so a
+/// mistaken use can not pass for the end of an upload.
+struct OnThread;
+
+impl OnThread {
+    fn error() -> io::Error {
+        io::Error::other("the data connection is on a streaming thread")
+    }
+}
+
+impl tokio::io::AsyncRead for OnThread {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        _: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(Err(OnThread::error()))
+    }
+}
+
+impl tokio::io::AsyncWrite for OnThread {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        _: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::task::Poll::Ready(Err(OnThread::error()))
+    }
+
+    fn poll_flush(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(Err(OnThread::error()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(Err(OnThread::error()))
+    }
+}
+
+impl DataIo for OnThread {
+    fn into_plain(self: Box<Self>) -> Result<tokio::net::TcpStream, Box<dyn DataIo>> {
+        Err(self)
+    }
+}
 
 impl DataTls {
     /// The TLS handshake on an opened data connection.
@@ -211,34 +271,28 @@ const SENDFILE_CHUNK: usize = 1 << 30;
 /// socket, and the bytes never pass through the server. Returns the bytes
 /// sent.
 ///
-/// A connection not yet registered with the runtime is written directly
-/// and registered only if its buffer fills: a small file is done without
-/// epoll set-up and tear-down. The socket comes corked (see data.rs), so
+/// The connection is written directly, outside the runtime, and
+/// registered only if its buffer fills and no copying thread takes it: a
+/// small file is done without epoll set-up and tear-down. The socket comes corked (see data.rs), so
 /// the last partial segment leaves together with the FIN: one packet fewer
 /// per file.
 async fn send_file(
-    mut conn: DataConn,
+    conn: DataConn,
     file: &std::fs::File,
     len: Option<u64>,
     progress: &Arc<AtomicU64>,
 ) -> Result<Transferred, TransferError> {
+    // A client that connected after the 150 finds its connection already
+    // registered. It leaves the runtime here, as if it had never joined:
+    // a small file is then sent at once, and a big one copied on a thread
+    // does not wake a runtime thread for every ACK that frees room.
+    let mut conn = match conn {
+        DataConn::Registered(tcp) => DataConn::Unregistered(tcp.into_std().map_err(TransferError::Network)?),
+        unregistered => unregistered,
+    };
     let mut total = 0u64;
     // Whether the copying thread had its turn (once per transfer).
     let mut copied = false;
-    // A client that connected after the 150 finds its connection already
-    // registered: a big file goes to the thread before the first send.
-    if let DataConn::Registered(tcp) = &conn {
-        if len.is_none_or(|l| l >= COPY_AT_LEAST) {
-            copied = true;
-            if let Some((sent, ended)) = copy_on_thread(tcp.as_fd(), file, len, progress).await? {
-                total = sent;
-                progress.store(total, Ordering::Relaxed);
-                if ended == stream_thread::Ended::Finished {
-                    return finish_send(conn, total).await;
-                }
-            }
-        }
-    }
     while len.is_none_or(|l| total < l) {
         let sent = match conn {
             DataConn::Unregistered(ref s) => match sendfile_once(s, file) {
@@ -275,11 +329,6 @@ async fn send_file(
     }
     finish_send(conn, total).await
 }
-
-/// A registered data connection is handed to the copying thread only for
-/// files of at least this size (an unregistered one once its socket buffer
-/// is full).
-const COPY_AT_LEAST: u64 = 1 << 20;
 
 /// Ends a download. A connection the runtime never registered (a small
 /// file, sent whole) is handed back open: its FIN goes after the final
@@ -597,14 +646,25 @@ async fn stream_on_thread(
     progress: &Arc<AtomicU64>,
     permit: stream_thread::Permit,
 ) -> Result<(u64, stream_thread::Ended), TransferError> {
-    let socket = data.socket().ok_or_else(|| TransferError::Network(io::Error::other("not a plain socket")))?;
-    let socket = Arc::new(socket.try_clone_to_owned().map_err(TransferError::Network)?);
     let (writer, spare) = sink.settle().await?;
+    // Out of the runtime while the thread reads: a socket it watches
+    // wakes a runtime thread for every segment that arrives (about 6,000
+    // times per GiB from curl), for nothing, on a core the client needs.
+    let plain = match std::mem::replace(data, Box::new(OnThread)).into_plain() {
+        Ok(tcp) => tcp.into_std().map_err(TransferError::Network)?,
+        Err(other) => {
+            *data = other;
+            return Err(TransferError::Network(io::Error::other("not a plain socket")));
+        }
+    };
+    let socket = Arc::new(OwnedFd::from(plain.try_clone().map_err(TransferError::Network)?));
     let (charge, progress) = (charge.cloned(), progress.clone());
-    let (writer, moved, ended) = stream_thread::on_thread(&socket.clone(), permit, move |cancel| {
+    let streamed = stream_thread::on_thread(&socket.clone(), permit, move |cancel| {
         stream_thread::run(stream_thread::Stream { socket, writer, pending, charge, progress, cancel })
     })
-    .await?;
+    .await;
+    *data = Box::new(tokio::net::TcpStream::from_std(plain).map_err(TransferError::Network)?);
+    let (writer, moved, ended) = streamed?;
     *sink = Sink::Idle((writer, spare));
     Ok((moved, ended?))
 }

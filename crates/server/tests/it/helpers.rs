@@ -261,3 +261,29 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
 pub fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
+
+/// Whether the server's end of `client`'s connection (this process's
+/// socket whose addresses mirror it) is in some epoll interest list of
+/// this process: the runtime watching it. Read from /proc/net/tcp (the
+/// socket's inode) and /proc/self/fdinfo (each epoll's watched inodes).
+pub fn server_end_in_an_epoll(client: &TcpStream) -> bool {
+    let hex = |a: SocketAddr| match a {
+        SocketAddr::V4(v4) => format!("{:08X}:{:04X}", u32::from_le_bytes(v4.ip().octets()), v4.port()),
+        SocketAddr::V6(_) => panic!("IPv4 only"),
+    };
+    let (local, remote) = (hex(client.peer_addr().unwrap()), hex(client.local_addr().unwrap()));
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let inode: u64 = table
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 9 && f[1] == local && f[2] == remote)
+        .map(|f| f[9].parse().unwrap())
+        .expect("the server's end of the connection is not in /proc/net/tcp");
+    let watched = format!(" ino:{inode:x} ");
+    std::fs::read_dir("/proc/self/fd").unwrap().flatten().any(|fd| {
+        let is_epoll = std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == "anon_inode:[eventpoll]");
+        is_epoll
+            && std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.file_name().to_string_lossy()))
+                .is_ok_and(|info| info.lines().any(|l| l.starts_with("tfd:") && l.contains(&watched)))
+    })
+}

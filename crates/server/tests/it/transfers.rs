@@ -237,6 +237,39 @@ fn upload_data_is_all_written_before_226() {
 }
 
 #[test]
+fn an_active_download_is_out_of_the_runtimes_epoll_while_it_is_copied() {
+    // An active connection (and a passive one the server had to wait for)
+    // comes registered with the runtime; watched while a thread writes to
+    // it, every ACK that frees room would wake a runtime thread for
+    // nothing.
+    let server = TestServer::start();
+    let body = random_bytes(32 << 20, 43);
+    std::fs::write(server.path("big"), &body).unwrap();
+    let mut c = server.login();
+    c.ok("TYPE I", 200);
+    let pending = c.data(Mode::Port);
+    c.send("RETR big");
+    let mut data = pending.open();
+    assert_eq!(c.reply().0, 150);
+    let (mut got, mut looks) = (Vec::new(), Vec::new());
+    let mut chunk = vec![0u8; 256 << 10];
+    while got.len() < body.len() {
+        let n = data.read(&mut chunk).unwrap();
+        assert!(n > 0, "the download ended after {} bytes", got.len());
+        got.extend_from_slice(&chunk[..n]);
+        // Only while the server is surely still sending: once it has sent
+        // all, its end may close, and a closed socket is in no epoll.
+        if body.len() - got.len() > 8 << 20 {
+            looks.push(server_end_in_an_epoll(&data));
+        }
+    }
+    assert_eq!(data.read(&mut chunk).unwrap(), 0);
+    assert_eq!(c.reply().0, 226);
+    assert!(got == body, "the bytes differ");
+    assert!(looks.contains(&false), "the data connection stayed in the runtime's epoll all along");
+}
+
+#[test]
 fn a_big_download_to_a_reader_that_pauses_arrives_whole() {
     // A client on this host gets a big file copied on a thread; when it
     // stops reading for longer than the thread waits, the transfer goes

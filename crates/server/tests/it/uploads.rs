@@ -292,3 +292,23 @@ fn a_big_upload_that_pauses_mid_stream_arrives_whole() {
     assert_eq!(c.reply().0, 226);
     assert!(read(&server.path("paused.bin")) == body, "the bytes differ");
 }
+
+#[test]
+fn a_streaming_upload_is_out_of_the_runtimes_epoll_while_its_thread_reads() {
+    // Watched by the runtime while a thread reads it, the socket would
+    // wake a runtime thread for every segment that arrives, for nothing.
+    let server = TestServer::start();
+    let body = random_bytes(32 << 20, 41);
+    let mut c = server.login();
+    assert!(server_end_in_an_epoll(&c.stream), "the check itself must see the control connection watched");
+    let mut data = start_upload(&mut c, "unwatched.bin", &body[..4 << 20]);
+    let mut looks = Vec::new();
+    for chunk in body[4 << 20..].chunks(256 << 10) {
+        data.write_all(chunk).unwrap();
+        looks.push(server_end_in_an_epoll(&data));
+    }
+    drop(data);
+    assert_eq!(c.reply().0, 226);
+    assert!(read(&server.path("unwatched.bin")) == body, "the bytes differ");
+    assert!(looks.contains(&false), "the data connection stayed in the runtime's epoll all along: {looks:?}");
+}
