@@ -76,6 +76,10 @@ impl ServeArgs {
 /// Runs the server until Ctrl-C or SIGTERM.
 pub fn run(args: ServeArgs) -> Result<(), String> {
     let config = Config::from_file(args.into_file_config()?).map_err(|e| e.to_string())?;
+    // Before the runtime: every thread it starts inherits the policy.
+    if config.batch_scheduling && !ferroftp_server::sched::use_batch_policy() {
+        tracing::info!("not under SCHED_BATCH (another policy, or refused); big transfers on this host may run slower");
+    }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all().worker_threads(config.worker_threads);
     let runtime = runtime.build().map_err(|e| format!("cannot start runtime: {e}"))?;

@@ -35,6 +35,39 @@ fn serves_anonymously_read_only_by_default() {
     assert!(!root.path().join("nope").exists());
 }
 
+/// The scheduling policy of each of the process's threads (field 41 of
+/// /proc/PID/task/TID/stat: 0 SCHED_OTHER, 3 SCHED_BATCH).
+fn thread_policies(pid: u32) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .map(|task| {
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap();
+            let after_name = stat.rsplit_once(')').unwrap().1;
+            after_name.split_whitespace().nth(41 - 3).unwrap().parse().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn the_server_runs_under_sched_batch_unless_the_config_says_not_to() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path().to_str().unwrap();
+    let (server, port) = serve(&["--root", root]);
+    // A session on a runtime thread, so the runtime has started them.
+    assert!(converse(port, b"QUIT\r\n").starts_with("220"));
+    let batch = thread_policies(server.0.id());
+    assert!(batch.len() >= 2 && batch.iter().all(|&p| p == 3), "{batch:?}");
+    drop(server);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("normal.toml");
+    std::fs::write(&config, "batch_scheduling = false\n").unwrap();
+    let (server, port) = serve(&["--config", config.to_str().unwrap(), "--root", root]);
+    assert!(converse(port, b"QUIT\r\n").starts_with("220"));
+    let normal = thread_policies(server.0.id());
+    assert!(normal.len() >= 2 && normal.iter().all(|&p| p == 0), "{normal:?}");
+}
+
 #[test]
 fn config_errors_name_the_key() {
     let dir = tempfile::tempdir().unwrap();

@@ -110,8 +110,10 @@ pub struct FileConfig {
     /// in place (for network filesystems that can stall); calls that
     /// change files always run there.
     pub storage_thread_pool: Option<bool>,
-    /// Threads running sessions (1-1024; default: one per core).
+    /// Threads running sessions (1-1024; default: half the cores).
     pub worker_threads: Option<usize>,
+    /// Run the server under SCHED_BATCH (default: true; see `sched`).
+    pub batch_scheduling: Option<bool>,
     /// What happens to a broken upload: "keep" (for resume) or "delete".
     pub partial_uploads: Option<String>,
     /// Whether PASV and EPSV are offered.
@@ -300,6 +302,9 @@ pub struct Config {
     pub storage_thread_pool: bool,
     /// Threads running sessions (default: [`default_worker_threads`]).
     pub worker_threads: usize,
+    /// Run under SCHED_BATCH (see [`crate::sched`]); for whoever starts
+    /// the runtime.
+    pub batch_scheduling: bool,
     /// What happens to a broken upload.
     pub partial_uploads: PartialUploads,
     /// PASV and EPSV offered.
@@ -438,6 +443,7 @@ impl Config {
                 Some(n) if !(1..=1024).contains(&n) => return Err(invalid("worker_threads", "must be 1-1024")),
                 n => n.unwrap_or_else(default_worker_threads),
             },
+            batch_scheduling: file.batch_scheduling.unwrap_or(true),
             partial_uploads: match file.partial_uploads.as_deref() {
                 None | Some("keep") => PartialUploads::Keep,
                 Some("delete") => PartialUploads::Delete,

@@ -15,6 +15,7 @@
 //! - [`hashing`]: the HASH algorithms.
 //! - [`limits`]: connection limits and bans after failed logins.
 //! - [`transfer`]: copying between data connections and storage.
+//! - [`sched`]: the scheduling policy the server runs under.
 //! - `session`: one control connection's state machine and handlers.
 
 pub mod auth;
@@ -25,6 +26,7 @@ pub mod limits;
 pub mod path;
 pub mod permissions;
 pub mod quota;
+pub mod sched;
 mod server;
 mod session;
 pub mod storage;
