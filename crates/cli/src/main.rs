@@ -1,6 +1,10 @@
 //! The `ferroftp` binary: parses flags, starts logging, and runs a
 //! subcommand. All the work lives in the library crates.
 
+// Only the server's `sched` module may use `unsafe` (the workspace denies
+// it; this crate forbids it outright).
+#![forbid(unsafe_code)]
+
 mod bench;
 mod probe;
 mod serve;

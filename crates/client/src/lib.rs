@@ -9,6 +9,10 @@
 //! - [`probe`]: which data-connection modes work against a server, and why
 //!   the others fail.
 
+// Only the server's `sched` module may use `unsafe` (the workspace denies
+// it; this crate forbids it outright).
+#![forbid(unsafe_code)]
+
 pub mod client;
 pub mod control;
 pub mod data;

@@ -10,6 +10,10 @@
 //! - [`listing`]: `ls -l` lines and timestamps.
 //! - [`ascii`]: TYPE A line-end conversion.
 
+// Only the server's `sched` module may use `unsafe` (the workspace denies
+// it; this crate forbids it outright).
+#![forbid(unsafe_code)]
+
 pub mod ascii;
 pub mod command;
 pub mod hostport;

@@ -550,6 +550,7 @@ mod tests {
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert!(c.anonymous.enabled && !c.anonymous.write);
         assert_eq!(c.idle_timeout, Duration::from_secs(300));
+        assert!(c.batch_scheduling, "SCHED_BATCH by default");
         let cores = std::thread::available_parallelism().unwrap().get();
         assert_eq!(c.worker_threads, (cores / 2).max(1), "half the cores, at least one");
         let named = Config::from_file(FileConfig { worker_threads: Some(7), ..Default::default() }).unwrap();

@@ -152,49 +152,53 @@ impl DataIo for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
     }
 }
 
-/// Stands in for a data connection while a streaming thread has it out of
-/// the runtime. Any read or write is an error, never an end of file, so a
-/// mistaken use can not pass for the end of an upload.
-struct OnThread;
+/// Stands in for a data connection a streaming thread took out of the
+/// runtime: while the thread has it (`None`), and after an upload ended
+/// there. Reads and writes are errors, never an end of file, so a
+/// mistaken use can not pass for the end of an upload; shutting it down
+/// shuts the socket it holds, so an upload that finished on the thread
+/// still answers the client's close.
+struct OutOfRuntime(Option<std::net::TcpStream>);
 
-impl OnThread {
+impl OutOfRuntime {
     fn error() -> io::Error {
-        io::Error::other("the data connection is on a streaming thread")
+        io::Error::other("the data connection was taken out of the runtime by a streaming thread")
     }
 }
 
-impl tokio::io::AsyncRead for OnThread {
+impl tokio::io::AsyncRead for OutOfRuntime {
     fn poll_read(
         self: std::pin::Pin<&mut Self>,
         _: &mut std::task::Context<'_>,
         _: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<io::Result<()>> {
-        std::task::Poll::Ready(Err(OnThread::error()))
+        std::task::Poll::Ready(Err(OutOfRuntime::error()))
     }
 }
 
-impl tokio::io::AsyncWrite for OnThread {
+impl tokio::io::AsyncWrite for OutOfRuntime {
     fn poll_write(
         self: std::pin::Pin<&mut Self>,
         _: &mut std::task::Context<'_>,
         _: &[u8],
     ) -> std::task::Poll<io::Result<usize>> {
-        std::task::Poll::Ready(Err(OnThread::error()))
+        std::task::Poll::Ready(Err(OutOfRuntime::error()))
     }
 
     fn poll_flush(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
-        std::task::Poll::Ready(Err(OnThread::error()))
+        std::task::Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(
         self: std::pin::Pin<&mut Self>,
         _: &mut std::task::Context<'_>,
     ) -> std::task::Poll<io::Result<()>> {
-        std::task::Poll::Ready(Err(OnThread::error()))
+        // Never blocks: shutdown(2) only queues the FIN.
+        std::task::Poll::Ready(self.0.as_ref().map_or(Ok(()), |s| s.shutdown(std::net::Shutdown::Write)))
     }
 }
 
-impl DataIo for OnThread {
+impl DataIo for OutOfRuntime {
     fn into_plain(self: Box<Self>) -> Result<tokio::net::TcpStream, Box<dyn DataIo>> {
         Err(self)
     }
@@ -650,7 +654,7 @@ async fn stream_on_thread(
     // Out of the runtime while the thread reads: a socket it watches
     // wakes a runtime thread for every segment that arrives (about 6,000
     // times per GiB from curl), for nothing, on a core the client needs.
-    let plain = match std::mem::replace(data, Box::new(OnThread)).into_plain() {
+    let plain = match std::mem::replace(data, Box::new(OutOfRuntime(None))).into_plain() {
         Ok(tcp) => tcp.into_std().map_err(TransferError::Network)?,
         Err(other) => {
             *data = other;
@@ -663,9 +667,21 @@ async fn stream_on_thread(
         stream_thread::run(stream_thread::Stream { socket, writer, pending, charge, progress, cancel })
     })
     .await;
-    *data = Box::new(tokio::net::TcpStream::from_std(plain).map_err(TransferError::Network)?);
-    let (writer, moved, ended) = streamed?;
+    let (writer, moved, ended) = match streamed {
+        Ok(done) => done,
+        Err(e) => {
+            *data = Box::new(OutOfRuntime(Some(plain)));
+            return Err(e);
+        }
+    };
     *sink = Sink::Idle((writer, spare));
+    // Back into the runtime only for the async path to carry on after a
+    // pause; an upload that ended on the thread needs only its shutdown.
+    *data = if matches!(ended, Ok(stream_thread::Ended::Paused)) {
+        Box::new(tokio::net::TcpStream::from_std(plain).map_err(TransferError::Network)?)
+    } else {
+        Box::new(OutOfRuntime(Some(plain)))
+    };
     Ok((moved, ended?))
 }
 

@@ -272,12 +272,21 @@ pub fn server_end_in_an_epoll(client: &TcpStream) -> bool {
         SocketAddr::V6(_) => panic!("IPv4 only"),
     };
     let (local, remote) = (hex(client.peer_addr().unwrap()), hex(client.local_addr().unwrap()));
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
-    let inode: u64 = table
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|f| f.len() > 9 && f[1] == local && f[2] == remote)
-        .map(|f| f[9].parse().unwrap())
+    // The kernel writes the table in pieces: a socket opened or closed
+    // meanwhile can shift an entry past a piece, so look again.
+    let inode: u64 = (0..20)
+        .find_map(|_| {
+            let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+            let found = table
+                .lines()
+                .map(|l| l.split_whitespace().collect::<Vec<_>>())
+                .find(|f| f.len() > 9 && f[1] == local && f[2] == remote)
+                .map(|f| f[9].parse().unwrap());
+            found.or_else(|| {
+                std::thread::sleep(Duration::from_millis(5));
+                None
+            })
+        })
         .expect("the server's end of the connection is not in /proc/net/tcp");
     let watched = format!(" ino:{inode:x} ");
     std::fs::read_dir("/proc/self/fd").unwrap().flatten().any(|fd| {
