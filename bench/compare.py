@@ -348,6 +348,30 @@ def tree_pss_kib(root: int) -> int:
     return total
 
 
+POLICIES = {0: "SCHED_OTHER", 1: "SCHED_FIFO", 2: "SCHED_RR", 3: "SCHED_BATCH", 5: "SCHED_IDLE",
+            6: "SCHED_DEADLINE"}
+
+
+def tree_policies(root: int) -> str:
+    """The scheduling policies the threads of a server's processes run
+    under (field 41 of /proc/PID/task/TID/stat), so a reader can see what
+    each server ran as (ferroftp's default is SCHED_BATCH)."""
+    seen = set()
+    for pid in process_tree(root):
+        try:
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            policy = int(fields[41 - 3]) & 0xFF  # without SCHED_RESET_ON_FORK
+            seen.add(POLICIES.get(policy, str(policy)))
+    return ", ".join(sorted(seen)) or "?"
+
+
 class Server:
     def __init__(self, name: str, cmd: list[str], root: Path, logfile: Path, port: int, stdin_log=False):
         self.name, self.cmd, self.root, self.logfile, self.port = name, cmd, root, logfile, port
@@ -737,6 +761,7 @@ def run_server(name: str, ff: Path, binaries: dict, plan: dict) -> dict:
         result["greeting"] = server.wait_greeting()
         time.sleep(0.3)
         result["pss_kib_at_start"] = tree_pss_kib(server.pid)
+        result["scheduling"] = tree_policies(server.pid)
         url = f"ftp://{USER}:{PASSWORD}@{HOST}:{port}/"
         d, big = plan["duration"], plan["big"]
 
@@ -1047,12 +1072,12 @@ def write_markdown(path: Path, ctx: dict, servers: list[str], results: dict, val
     L.append("")
     L.append("## Servers")
     L.append("")
-    L.append("| server | version | sessions | password check | port, passive ports |")
-    L.append("|---|---|---|---|---|")
+    L.append("| server | version | sessions | password check | scheduling | port, passive ports |")
+    L.append("|---|---|---|---|---|---|")
     for s in servers:
         r = results.get(s, {})
         L.append(f"| {s} | {ctx['versions'].get(s, '?')} | {MODELS[s]} | {ctx['auth'].get(s, '?')} | "
-                 f"{r.get('port', '?')}, {r.get('passive_ports', '?')} |")
+                 f"{r.get('scheduling', '?')} | {r.get('port', '?')}, {r.get('passive_ports', '?')} |")
     L.append("")
     L.append("## Results")
     L.append("")
