@@ -650,7 +650,6 @@ async fn stream_on_thread(
     progress: &Arc<AtomicU64>,
     permit: stream_thread::Permit,
 ) -> Result<(u64, stream_thread::Ended), TransferError> {
-    let (writer, spare) = sink.settle().await?;
     // Out of the runtime while the thread reads: a socket it watches
     // wakes a runtime thread for every segment that arrives (about 6,000
     // times per GiB from curl), for nothing, on a core the client needs.
@@ -661,7 +660,20 @@ async fn stream_on_thread(
             return Err(TransferError::Network(io::Error::other("not a plain socket")));
         }
     };
-    let socket = Arc::new(OwnedFd::from(plain.try_clone().map_err(TransferError::Network)?));
+    // The thread's own descriptor, then the file (the sink is left as it
+    // was if the descriptor can not be had).
+    let prepared = async {
+        let socket = Arc::new(OwnedFd::from(plain.try_clone().map_err(TransferError::Network)?));
+        Ok::<_, TransferError>((socket, sink.settle().await?))
+    }
+    .await;
+    let (socket, (writer, spare)) = match prepared {
+        Ok(ready) => ready,
+        Err(e) => {
+            *data = Box::new(OutOfRuntime(Some(plain)));
+            return Err(e);
+        }
+    };
     let (charge, progress) = (charge.cloned(), progress.clone());
     let streamed = stream_thread::on_thread(&socket.clone(), permit, move |cancel| {
         stream_thread::run(stream_thread::Stream { socket, writer, pending, charge, progress, cancel })
