@@ -16,8 +16,11 @@
 //! work to the idle core instead of letting the two take turns. The same
 //! STOR ran at 3.8-4.3 GB/s in every run. Nothing else changes: the same
 //! nice level and the same share of the CPU, and small transfers measured
-//! the same (docs/BENCHMARKS.md). A reply may wait for the running task's
-//! slice (a few milliseconds) on a core that something else keeps busy.
+//! the same (docs/BENCHMARKS.md). On cores that other work keeps busy, a
+//! woken thread waits for the running task's slice, which could delay a
+//! reply; measured with two CPU-bound processes on both cores, small
+//! downloads went the other way (p99 0.22-0.26 ms against 3.8 ms, and
+//! twice the files a second).
 //!
 //! Set once, on the thread that starts the runtime: every thread started
 //! after it (sessions, the file pool, streaming transfers) inherits it.
