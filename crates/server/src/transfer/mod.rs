@@ -277,9 +277,9 @@ const SENDFILE_CHUNK: usize = 1 << 30;
 ///
 /// The connection is written directly, outside the runtime, and
 /// registered only if its buffer fills and no copying thread takes it: a
-/// small file is done without epoll set-up and tear-down. The socket comes corked (see data.rs), so
-/// the last partial segment leaves together with the FIN: one packet fewer
-/// per file.
+/// small file is done without epoll set-up and tear-down. The socket
+/// comes corked (see data.rs), so the last partial segment leaves together
+/// with the FIN: one packet fewer per file.
 async fn send_file(
     conn: DataConn,
     file: &std::fs::File,
@@ -660,40 +660,37 @@ async fn stream_on_thread(
             return Err(TransferError::Network(io::Error::other("not a plain socket")));
         }
     };
-    // The thread's own descriptor, then the file (the sink is left as it
-    // was if the descriptor can not be had).
-    let prepared = async {
-        let socket = Arc::new(OwnedFd::from(plain.try_clone().map_err(TransferError::Network)?));
-        Ok::<_, TransferError>((socket, sink.settle().await?))
-    }
-    .await;
-    let (socket, (writer, spare)) = match prepared {
-        Ok(ready) => ready,
-        Err(e) => {
-            *data = Box::new(OutOfRuntime(Some(plain)));
-            return Err(e);
-        }
-    };
-    let (charge, progress) = (charge.cloned(), progress.clone());
-    let streamed = stream_thread::on_thread(&socket.clone(), permit, move |cancel| {
-        stream_thread::run(stream_thread::Stream { socket, writer, pending, charge, progress, cancel })
-    })
-    .await;
-    let (writer, moved, ended) = match streamed {
-        Ok(done) => done,
-        Err(e) => {
-            *data = Box::new(OutOfRuntime(Some(plain)));
-            return Err(e);
-        }
-    };
-    *sink = Sink::Idle((writer, spare));
+    let streamed = stream_plain(&plain, sink, pending, charge, progress, permit).await;
     // Back into the runtime only for the async path to carry on after a
-    // pause; an upload that ended on the thread needs only its shutdown.
-    *data = if matches!(ended, Ok(stream_thread::Ended::Paused)) {
+    // pause; an upload that ended on the thread, or failed, needs only
+    // its shutdown.
+    *data = if matches!(streamed, Ok((_, stream_thread::Ended::Paused))) {
         Box::new(tokio::net::TcpStream::from_std(plain).map_err(TransferError::Network)?)
     } else {
         Box::new(OutOfRuntime(Some(plain)))
     };
+    streamed
+}
+
+/// [`stream_on_thread`]'s work once the socket is out of the runtime: the
+/// thread gets a descriptor of its own, then the file (the sink is left as
+/// it was if the descriptor can not be had), and hands the file back.
+async fn stream_plain(
+    plain: &std::net::TcpStream,
+    sink: &mut Sink,
+    pending: Vec<u8>,
+    charge: Option<&Arc<UploadCharge>>,
+    progress: &Arc<AtomicU64>,
+    permit: stream_thread::Permit,
+) -> Result<(u64, stream_thread::Ended), TransferError> {
+    let socket = Arc::new(OwnedFd::from(plain.try_clone().map_err(TransferError::Network)?));
+    let (writer, spare) = sink.settle().await?;
+    let (charge, progress) = (charge.cloned(), progress.clone());
+    let (writer, moved, ended) = stream_thread::on_thread(&socket.clone(), permit, move |cancel| {
+        stream_thread::run(stream_thread::Stream { socket, writer, pending, charge, progress, cancel })
+    })
+    .await?;
+    *sink = Sink::Idle((writer, spare));
     Ok((moved, ended?))
 }
 
