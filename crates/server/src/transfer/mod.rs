@@ -660,7 +660,21 @@ async fn stream_on_thread(
             return Err(TransferError::Network(io::Error::other("not a plain socket")));
         }
     };
-    let streamed = stream_plain(&plain, sink, pending, charge, progress, permit).await;
+    // The thread gets a descriptor of its own, then the file (the sink is
+    // left as it was if the descriptor can not be had), and hands the
+    // file back.
+    let streamed = async {
+        let socket = Arc::new(OwnedFd::from(plain.try_clone().map_err(TransferError::Network)?));
+        let (writer, spare) = sink.settle().await?;
+        let (charge, progress) = (charge.cloned(), progress.clone());
+        let (writer, moved, ended) = stream_thread::on_thread(&socket.clone(), permit, move |cancel| {
+            stream_thread::run(stream_thread::Stream { socket, writer, pending, charge, progress, cancel })
+        })
+        .await?;
+        *sink = Sink::Idle((writer, spare));
+        Ok((moved, ended?))
+    }
+    .await;
     // Back into the runtime only for the async path to carry on after a
     // pause; an upload that ended on the thread, or failed, needs only
     // its shutdown.
@@ -670,28 +684,6 @@ async fn stream_on_thread(
         Box::new(OutOfRuntime(Some(plain)))
     };
     streamed
-}
-
-/// [`stream_on_thread`]'s work once the socket is out of the runtime: the
-/// thread gets a descriptor of its own, then the file (the sink is left as
-/// it was if the descriptor can not be had), and hands the file back.
-async fn stream_plain(
-    plain: &std::net::TcpStream,
-    sink: &mut Sink,
-    pending: Vec<u8>,
-    charge: Option<&Arc<UploadCharge>>,
-    progress: &Arc<AtomicU64>,
-    permit: stream_thread::Permit,
-) -> Result<(u64, stream_thread::Ended), TransferError> {
-    let socket = Arc::new(OwnedFd::from(plain.try_clone().map_err(TransferError::Network)?));
-    let (writer, spare) = sink.settle().await?;
-    let (charge, progress) = (charge.cloned(), progress.clone());
-    let (writer, moved, ended) = stream_thread::on_thread(&socket.clone(), permit, move |cancel| {
-        stream_thread::run(stream_thread::Stream { socket, writer, pending, charge, progress, cancel })
-    })
-    .await?;
-    *sink = Sink::Idle((writer, spare));
-    Ok((moved, ended?))
 }
 
 /// Polls `future` once: its output if it is ready, `None` if it would
