@@ -372,12 +372,65 @@ def tree_policies(root: int) -> str:
     return ", ".join(sorted(seen)) or "?"
 
 
+def cpu_cgroup_root() -> tuple[Path | None, str]:
+    """Where servers' CPU-accounting cgroups go: the cgroup v1 hierarchy
+    with cpuacct, else the cgroup v2 one; with what it is, or None and why
+    not."""
+    v1 = v2 = None
+    for line in Path("/proc/mounts").read_text().splitlines():
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        if fields[2] == "cgroup" and "cpuacct" in fields[3].split(","):
+            v1 = v1 or Path(fields[1])
+        elif fields[2] == "cgroup2":
+            v2 = v2 or Path(fields[1])
+    for root, what in ((v1, "cgroup v1 cpuacct.usage"), (v2, "cgroup v2 cpu.stat")):
+        if root is not None and os.access(root, os.W_OK):
+            return root, what
+    return None, "no writable cgroup hierarchy with CPU accounting (needs root)"
+
+
+class CpuCgroup:
+    """A cgroup of its own for one server: every process it forks stays in
+    it, and the kernel accounts their CPU time whether or not anyone waits
+    for them (a process tree in /proc loses an orphan's). Made empty,
+    removed when the server is gone."""
+
+    def __init__(self, name: str):
+        root, self.what = cpu_cgroup_root()
+        self.path = None if root is None else root / f"ftpbench-{name}"
+        if self.path is not None:
+            if self.path.exists():
+                self.path.rmdir()  # left by an earlier run; fails (and says so) if not empty
+            self.path.mkdir()
+
+    def enter(self) -> None:
+        """Moves the calling process in (run in the child before exec)."""
+        if self.path is not None:
+            (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def remove(self) -> None:
+        if self.path is None:
+            return
+        for _ in range(50):
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.1)  # its last processes are still exiting
+        log(f"warning: could not remove {self.path}: processes left in it")
+
+
 class Server:
     def __init__(self, name: str, cmd: list[str], root: Path, logfile: Path, port: int, stdin_log=False):
         self.name, self.cmd, self.root, self.logfile, self.port = name, cmd, root, logfile, port
         self.log = open(logfile, "w+")
+        self.cgroup = CpuCgroup(name)
         self.proc = subprocess.Popen(
-            cmd, cwd=root, start_new_session=True,
+            cmd, cwd=root, start_new_session=True, preexec_fn=self.cgroup.enter,
             stdin=self.log if stdin_log else subprocess.DEVNULL,  # vsftpd reports start-up errors on fd 0
             stdout=self.log, stderr=subprocess.STDOUT,
         )
@@ -446,15 +499,19 @@ class Server:
         left = process_tree(self.pid)
         if left:
             log(f"warning: {self.name}: processes left: {left}")
+        self.cgroup.remove()
 
 
 # ------------------------------------------------------------ measuring
 
 
 def ferroftp_bench(ff: Path, url: str, scenario: str, clients: int, duration: float, pid: int,
-                   size: int | None = None, mode: str | None = None, timeout: float = 120) -> dict:
+                   cgroup: CpuCgroup, size: int | None = None, mode: str | None = None,
+                   timeout: float = 120) -> dict:
     cmd = [str(ff), "bench", url, "--scenario", scenario, "--clients", str(clients),
            "--duration", f"{duration:g}", "--pid", str(pid), "--json"]
+    if cgroup.path is not None:
+        cmd += ["--cgroup", str(cgroup.path)]
     if size is not None:
         cmd += ["--size", str(size)]
     if mode is not None:
@@ -576,17 +633,20 @@ def measure_floor(ff: Path, plan: dict) -> dict:
     try:
         if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
             sh(["gcc", "-O2", "-o", str(exe), str(src)], capture_output=True)
-        proc = subprocess.Popen([str(exe), str(FLOOR_PORT)], stdout=subprocess.PIPE, text=True)
+        cgroup = CpuCgroup("floor")
+        proc = subprocess.Popen([str(exe), str(FLOOR_PORT)], stdout=subprocess.PIPE, text=True,
+                                preexec_fn=cgroup.enter)
     except (subprocess.CalledProcessError, OSError) as e:
         return {"error": f"could not build or start bench/floor.c: {e}"}
     try:
         if "listening" not in (proc.stdout.readline() if proc.stdout else ""):
             return {"error": f"bench/floor.c did not start (exit {proc.poll()})"}
         r = ferroftp_bench(ff, f"ftp://{HOST}:{FLOOR_PORT}/", "connect", 16, plan["duration"], proc.pid,
-                           timeout=plan["duration"] + 90)
+                           cgroup, timeout=plan["duration"] + 90)
     finally:
         proc.kill()
         proc.wait()
+        cgroup.remove()
     if "error" in r:
         log(f"  error: {r['error']}")
     else:
@@ -762,13 +822,14 @@ def run_server(name: str, ff: Path, binaries: dict, plan: dict) -> dict:
         time.sleep(0.3)
         result["pss_kib_at_start"] = tree_pss_kib(server.pid)
         result["scheduling"] = tree_policies(server.pid)
+        result["cpu_source"] = server.cgroup.what
         url = f"ftp://{USER}:{PASSWORD}@{HOST}:{port}/"
         d, big = plan["duration"], plan["big"]
 
         def bench(key, scenario, clients, **kw):
             log(f"  {name}: {key}")
             runs[key] = ferroftp_bench(ff, kw.pop("url", url), scenario, clients, kw.pop("duration", d),
-                                       server.pid, **kw)
+                                       server.pid, server.cgroup, **kw)
             r = runs[key]
             if "error" in r:
                 log(f"    error: {r['error']}")
@@ -1153,6 +1214,7 @@ def write_markdown(path: Path, ctx: dict, servers: list[str], results: dict, val
         L.extend(notes)
         L.append("")
     L.extend(CAVEATS)
+    L.append(cpu_caveat({r.get("cpu_source", "?") for r in results.values() if "runs" in r}))
     L.append("")
     L.append("## Configs used")
     L.append("")
@@ -1188,11 +1250,21 @@ CAVEATS = [
     "across runs or machines.",
     "- `login` mostly measures the password check: the system-user servers check /etc/shadow's hash, "
     "ferroftp an argon2id hash, pyftpdlib and unFTP a plain-text password (see Servers).",
-    "- CPU per op is utime+stime of the server's whole process tree (forked children through the parent's "
-    "reaped-children counters), read from /proc in 10 ms ticks: coarse for short runs.",
     "- Python ftplib rows are one client in the harness's own Python process: slower than ferroftp bench by "
     "nature, there to catch client artefacts, not to rank servers.",
 ]
+
+
+def cpu_caveat(sources: set[str]) -> str:
+    """The caveat line on where CPU per op was read, for the sources used."""
+    if sources and all(src.startswith("cgroup") for src in sources):
+        return ("- CPU per op is the kernel's CPU accounting of a cgroup made for each server (" +
+                ", ".join(sorted(sources)) + "): every process the server forks, exited or not, waited for "
+                "or not, in nanoseconds. It includes the server's share of the kernel's work for its sockets "
+                "and files.")
+    return ("- CPU per op is utime+stime of the server's whole process tree (forked children through the "
+            "parent's reaped-children counters), read from /proc in 10 ms ticks: coarse for short runs, and "
+            "blind to a forked process that ends unwaited-for (" + "; ".join(sorted(sources)) + ").")
 
 
 # Below this, a LIST of LIST_ENTRIES entries cannot have been counted in

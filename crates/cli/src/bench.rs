@@ -4,10 +4,11 @@
 //! fresh data connection per file, big-file RETR and STOR throughput,
 //! LIST of a directory, and the memory of N idle logged-in sessions. With
 //! `--pid`, the server's CPU time per operation and memory are read from
-//! /proc for its whole process tree (forking servers included). Every run
-//! is bounded by a count or a duration and stops by itself.
+//! /proc for its whole process tree (forking servers included); with
+//! `--cgroup`, its CPU time comes from the cgroup's accounting instead
+//! (see [`crate::server_cpu`]). Every run is bounded by a count or a
+//! duration and stops by itself.
 
-use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,8 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use ferroftp_client::{Client, Control, DataMode, FtpUrl};
 use serde::Serialize;
+
+use crate::server_cpu::{tree_pss_kib, CpuMeter};
 
 /// What to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -65,6 +68,12 @@ pub struct BenchArgs {
     /// The server's process id: report its CPU time per operation and memory.
     #[arg(long)]
     pid: Option<u32>,
+    /// The server's cgroup directory (e.g. /sys/fs/cgroup/cpuacct/ftpd):
+    /// read its CPU time from the cgroup's accounting, which counts every
+    /// process the server forked, reaped or not, instead of from --pid's
+    /// process tree.
+    #[arg(long)]
+    cgroup: Option<std::path::PathBuf>,
     /// Seconds a run waits, after its duration, for operations under way
     /// (a big transfer) before it cuts them off.
     #[arg(long, default_value_t = 60.0)]
@@ -105,7 +114,8 @@ pub struct BenchReport {
     pub mb_per_sec: f64,
     /// Latency percentiles of one operation, milliseconds.
     pub latency_ms: Option<Percentiles>,
-    /// Server CPU time per operation (utime+stime of its process tree), microseconds.
+    /// Server CPU time per operation (its cgroup's, or utime+stime of its
+    /// process tree), microseconds.
     pub server_cpu_us_per_op: Option<f64>,
     /// Server memory (PSS of its process tree), KiB: the most seen while
     /// the clients were connected (sampled every second, and at the end of
@@ -167,81 +177,6 @@ fn percentiles(mut samples: Vec<f64>) -> Option<Percentiles> {
     samples.sort_by(f64::total_cmp);
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
     Some(Percentiles { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: at(1.0) })
-}
-
-/// The pids of `root` and all its descendants, from /proc.
-fn process_tree(root: u32) -> Vec<u32> {
-    let mut parent_of = HashMap::new();
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for e in entries.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-            if let Some(ppid) = stat_fields(pid).and_then(|f| f.get(1).and_then(|p| p.parse::<u32>().ok())) {
-                parent_of.insert(pid, ppid);
-            }
-        }
-    }
-    let mut tree = vec![root];
-    let mut i = 0;
-    while i < tree.len() {
-        let p = tree[i];
-        tree.extend(parent_of.iter().filter(|(_, pp)| **pp == p).map(|(c, _)| *c));
-        i += 1;
-    }
-    tree
-}
-
-/// Fields of /proc/PID/stat after the command name (field 3 onwards).
-fn stat_fields(pid: u32) -> Option<Vec<String>> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &text[text.rfind(')')? + 2..];
-    Some(after.split_whitespace().map(str::to_string).collect())
-}
-
-/// CPU time (utime+stime, plus that of reaped children) of a process
-/// tree, seconds.
-fn tree_cpu_seconds(root: u32) -> f64 {
-    let ticks = rustix::param::clock_ticks_per_second() as f64;
-    process_tree(root)
-        .iter()
-        .filter_map(|pid| stat_fields(*pid))
-        .map(|f| [11, 12, 13, 14].iter().filter_map(|i| f.get(*i).and_then(|v| v.parse::<f64>().ok())).sum::<f64>())
-        .sum::<f64>()
-        / ticks
-}
-
-/// [`tree_cpu_seconds`] once the tree has stopped using CPU (two samples
-/// 50 ms apart agree, at most 2 s): work a server defers past its reply,
-/// such as freeing a replaced file, still counts as the operation's. A
-/// server still busy after that (other clients) is named on stderr: its
-/// figure includes their work.
-async fn settled_tree_cpu_seconds(root: u32) -> f64 {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let mut last = tree_cpu_seconds(root);
-    loop {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let now = tree_cpu_seconds(root);
-        if now <= last {
-            return now;
-        }
-        if Instant::now() >= deadline {
-            eprintln!(
-                "bench: the server (pid {root}) was still using CPU 2 s after the run; CPU per operation includes it"
-            );
-            return now;
-        }
-        last = now;
-    }
-}
-
-/// PSS of a process tree, KiB.
-fn tree_pss_kib(root: u32) -> u64 {
-    process_tree(root)
-        .iter()
-        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok())
-        .filter_map(|text| {
-            text.lines().find(|l| l.starts_with("Pss:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .sum()
 }
 
 /// Shared counters of a rate run.
@@ -379,7 +314,8 @@ pub async fn bench(args: &BenchArgs) -> Result<BenchReport, String> {
     if args.scenario == Scenario::Idle {
         return idle(args, &url).await;
     }
-    let cpu_before = args.pid.map(tree_cpu_seconds);
+    let cpu_meter = CpuMeter::from_flags(args.pid, args.cgroup.as_ref())?;
+    let cpu_before = cpu_meter.as_ref().map(CpuMeter::seconds).transpose()?;
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
     let issued = Arc::new(AtomicU64::new(0));
@@ -487,9 +423,9 @@ pub async fn bench(args: &BenchArgs) -> Result<BenchReport, String> {
         bytes,
         mb_per_sec: bytes as f64 / seconds / 1e6,
         latency_ms: percentiles(latencies),
-        server_cpu_us_per_op: match (args.pid, cpu_before) {
-            (Some(pid), Some(before)) if ops > 0 => {
-                Some((settled_tree_cpu_seconds(pid).await - before) * 1e6 / ops as f64)
+        server_cpu_us_per_op: match (cpu_meter, cpu_before) {
+            (Some(meter), Some(before)) if ops > 0 => {
+                Some((meter.settled_seconds().await? - before) * 1e6 / ops as f64)
             }
             _ => None,
         },

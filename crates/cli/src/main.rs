@@ -8,6 +8,7 @@
 mod bench;
 mod probe;
 mod serve;
+mod server_cpu;
 mod transfer;
 mod user;
 
