@@ -83,6 +83,7 @@ MODELS = {
 
 LIST_ENTRIES = 10_000
 SMALL_SIZE = 4096
+CONCURRENT_SIZE = 16 << 20
 
 
 def log(msg: str) -> None:
@@ -889,6 +890,10 @@ def run_server(name: str, ff: Path, binaries: dict, plan: dict) -> dict:
             runs["curl-stor"] = curl_transfer(port, source, big, timeout=300)
 
         repeated("curl-stor", curl_stor)
+        # Many downloads at once, every session logged in first (bench
+        # starts the clock and reads the CPU after the logins).
+        bench("concurrent-retr", "big-retr", plan["concurrent"], size=CONCURRENT_SIZE, duration=60,
+              timeout=600)
         for f in root.glob("*.bin"):
             f.unlink()
         bench("idle", "idle", plan["idle"], timeout=300)
@@ -975,6 +980,13 @@ def figures(plan: dict, iperf: dict) -> list[dict]:
         "sec")
     fig("curl-stor", f"big STOR {big_label}, curl", "MB/s", "higher", lambda r: _val(r, "curl-stor", "mb_per_sec"),
         "int", "curl")
+    n = f"{plan['concurrent']:,}"
+    fig("concurrent-retr", f"{n} concurrent RETR of {CONCURRENT_SIZE >> 20} MiB, aggregate", "MB/s", "higher",
+        lambda r: _val(r, "concurrent-retr", "mb_per_sec"), "int")
+    fig("concurrent-retr-iperf", f"{n} concurrent RETR as % of iperf3", "%", "higher",
+        lambda r: pct(_val(r, "concurrent-retr", "mb_per_sec")), "pct")
+    fig("concurrent-retr-fair", f"{n} concurrent RETR: fairness (Jain's index, 1 = equal)", "", "higher",
+        lambda r: (_val(r, "concurrent-retr", "fairness") or {}).get("jain_index"), "index")
     fig("idle-pss", f"idle: PSS per session ({plan['idle']} sessions)", "KiB", "lower",
         lambda r: _val(r, "idle", "pss_kib_per_session"), "dec")
     fig("idle-held", f"idle: sessions held (of {plan['idle']})", "", "higher",
@@ -1004,6 +1016,8 @@ def fmt(v, kind: str) -> str:
         return f"{v:.2f}"
     if kind == "pct":
         return f"{v:.0f}%"
+    if kind == "index":
+        return f"{v:.2f}"
     return str(v)
 
 
@@ -1126,7 +1140,8 @@ def write_markdown(path: Path, ctx: dict, servers: list[str], results: dict, val
     L.append(f"- load generator on the same {m['nproc']} cores: `ferroftp bench` (the ferroftp binary below), "
              f"{m['curl'].split(' (')[0]}, Python {m['python']} ftplib")
     L.append(f"- plan: {plan['duration']:g} s per rate scenario, big file {plan['big'] >> 20} MiB, "
-             f"{plan['idle']} idle sessions, iperf3 {plan['iperf_seconds']} s; big transfers "
+             f"{plan['idle']} idle sessions, {plan['concurrent']:,} concurrent downloads of "
+             f"{CONCURRENT_SIZE >> 20} MiB, iperf3 {plan['iperf_seconds']} s; big transfers "
              f"{'once' if plan['repeat'] == 1 else 'the median of %d runs' % plan['repeat']}")
     if m.get("page_reporting"):
         L.append(f"- {m['page_reporting']}")
@@ -1371,6 +1386,7 @@ def main() -> int:
         "duration": 2.0 if args.quick else 5.0,
         "big": (256 << 20) if args.quick else (1 << 30),
         "idle": 500 if args.quick else 1000,
+        "concurrent": 200 if args.quick else 1000,
         "iperf_seconds": 3 if args.quick else 5,
         "repeat": 1 if args.quick else 3,
     }

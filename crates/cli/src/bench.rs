@@ -315,22 +315,26 @@ pub async fn bench(args: &BenchArgs) -> Result<BenchReport, String> {
         return idle(args, &url).await;
     }
     let cpu_meter = CpuMeter::from_flags(args.pid, args.cgroup.as_ref())?;
-    let cpu_before = cpu_meter.as_ref().map(CpuMeter::seconds).transpose()?;
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
     let issued = Arc::new(AtomicU64::new(0));
     let limit = args.count.unwrap_or(if big { args.clients as u64 } else { u64::MAX });
     // Big transfers start together, every session already logged in, so
-    // the per-transfer rates show how the server shares its bandwidth.
-    let start_line = Arc::new(tokio::sync::Barrier::new(if big { args.clients } else { 1 }));
+    // the per-transfer rates show how the server shares its bandwidth:
+    // the clients wait at the start line until all have logged in, then
+    // at `go` while the run's clock and the server's CPU are read, so
+    // neither counts the logins (1,000 password hashes are seconds).
+    let gate = if big { args.clients + 1 } else { 1 };
+    let (start_line, go) = (Arc::new(tokio::sync::Barrier::new(gate)), Arc::new(tokio::sync::Barrier::new(gate)));
     // Every client waits here after its last operation, with its session
     // open, until the server's memory has been read.
     let finished = Arc::new(tokio::sync::Barrier::new(args.clients + 1));
-    let started = Instant::now();
+    let mut cpu_before = cpu_meter.as_ref().map(CpuMeter::seconds).transpose()?;
+    let mut started = Instant::now();
     let tasks: Vec<_> = (0..args.clients)
         .map(|id| {
             let (tally, stop, issued) = (Arc::clone(&tally), Arc::clone(&stop), Arc::clone(&issued));
-            let (start_line, finished) = (Arc::clone(&start_line), Arc::clone(&finished));
+            let (start_line, go, finished) = (Arc::clone(&start_line), Arc::clone(&go), Arc::clone(&finished));
             let worker = Worker {
                 scenario: args.scenario,
                 url: url.clone(),
@@ -350,6 +354,7 @@ pub async fn bench(args: &BenchArgs) -> Result<BenchReport, String> {
                         Err(e) => tally.record(Err(e), t),
                     }
                     start_line.wait().await;
+                    go.wait().await;
                     ready = session.is_some();
                 }
                 while ready && !stop.load(Ordering::Relaxed) {
@@ -370,6 +375,12 @@ pub async fn bench(args: &BenchArgs) -> Result<BenchReport, String> {
             })
         })
         .collect();
+    if big {
+        start_line.wait().await;
+        cpu_before = cpu_meter.as_ref().map(CpuMeter::seconds).transpose()?;
+        started = Instant::now();
+        go.wait().await;
+    }
     let deadline = started + Duration::from_secs_f64(args.duration.max(0.1));
     let aborts: Vec<_> = tasks.iter().map(tokio::task::JoinHandle::abort_handle).collect();
     // The server's memory: sampled every second while the clients work,
