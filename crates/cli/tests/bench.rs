@@ -80,6 +80,17 @@ fn every_scenario_runs_and_counts_its_operations() {
     std::fs::write(root.path().join("given.txt"), b"eleven byte").unwrap();
     let small = bench(&url, &["--scenario", "small-retr", "--clients", "2", "--count", "6", "--file", "/given.txt"]);
     assert_eq!((small["errors"].as_u64(), small["bytes"].as_u64()), (Some(0), Some(6 * 11)), "{small}");
+    // Big runs hold every client at the start line until all have tried
+    // to log in, failed logins too: a run whose logins all fail still
+    // ends, each failure an error, and the exit status says so.
+    let refused = Command::new(BIN)
+        .args(["bench", &format!("ftp://nobody:wrong@127.0.0.1:{port}/"), "--json"])
+        .args(["--scenario", "big-retr", "--clients", "3", "--file", "given.txt", "--duration", "5", "--pid", &pid])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1), "{}", String::from_utf8_lossy(&refused.stderr));
+    let refused: Value = serde_json::from_slice(&refused.stdout).unwrap();
+    assert_eq!((refused["ops"].as_u64(), refused["errors"].as_u64()), (Some(0), Some(3)), "{refused}");
     let idle = bench(&url, &["--scenario", "idle", "--clients", "100", "--pid", &pid]);
     assert_eq!(idle["ops"], 100, "{idle}");
     assert!(idle["pss_kib_per_session"].as_f64().is_some(), "{idle}");
