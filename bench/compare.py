@@ -1339,6 +1339,13 @@ def oddities(servers: list[str], results: dict) -> list[str]:
                         f"once takes: the CPU of the process that moved the data was not all counted (a "
                         f"process that ends without being waited for by one in the tree takes its CPU time "
                         f"with it). A lower bound.")
+        conc = runs.get("concurrent-retr") or {}
+        if conc.get("errors") and conc.get("clients"):
+            notes.append(
+                f"- {s}: {conc['errors']:,} logins or downloads failed among the {conc['clients']:,} "
+                f"concurrent clients (first: {conc.get('first_error')}). A client that could not log in "
+                f"downloads nothing, so the {conc.get('ops', 0):,} downloads done ran fewer at once than "
+                f"planned, and its concurrent figures are not for {conc['clients']:,} at once.")
         entries = (runs.get("ftplib-list") or {}).get("entries")
         if entries is not None and entries < LIST_ENTRIES:
             notes.append(f"- {s}: LIST returned {entries:,} of {LIST_ENTRIES:,} entries: a listing cap.")
