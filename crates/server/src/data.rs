@@ -172,7 +172,8 @@ fn accept_now(listener: &OwnedFd) -> std::io::Result<Option<(std::net::TcpStream
 /// from their listener, set once when it is bound, active ones get it
 /// before they connect. A download then sends full segments only, and the
 /// last with the FIN; a transfer that must not wait for the cork (TLS, a
-/// rate limit) takes it off. Setting it per connection cost a system call
+/// rate limit) takes it off, and so does a download once it has filled
+/// the socket's buffer (a big file). Setting it per connection cost a system call
 /// per file.
 #[derive(Debug)]
 pub enum DataConn {

@@ -304,6 +304,12 @@ async fn send_file(
                     // A big file: to a client on this host, copy it on a thread.
                     if !copied {
                         copied = true;
+                        // The cork saves a packet at a small file's end; on a
+                        // big one it holds back every sendfile(2) that follows
+                        // (docs/BENCHMARKS.md, session 8).
+                        if let Err(e) = rustix::net::sockopt::set_tcp_cork(s, false) {
+                            return Err(TransferError::Network(e.into()));
+                        }
                         let left = len.map(|l| l - total);
                         if let Some((sent, ended)) = copy_on_thread(s.as_fd(), file, left, progress).await? {
                             total += sent;
