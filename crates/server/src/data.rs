@@ -172,9 +172,9 @@ fn accept_now(listener: &OwnedFd) -> std::io::Result<Option<(std::net::TcpStream
 /// from their listener, set once when it is bound, active ones get it
 /// before they connect. A download then sends full segments only, and the
 /// last with the FIN; a transfer that must not wait for the cork (TLS, a
-/// rate limit) takes it off, and so does a download once it has filled
-/// the socket's buffer (a big file). Setting it per connection cost a system call
-/// per file.
+/// rate limit) takes it off with [`uncork`], and so does a download once
+/// it has filled the socket's buffer (a big file). Setting it per
+/// connection cost a system call per file.
 #[derive(Debug)]
 pub enum DataConn {
     /// Taken from the accept queue without the runtime: non-blocking, not
@@ -183,6 +183,15 @@ pub enum DataConn {
     Unregistered(std::net::TcpStream),
     /// A runtime socket.
     Registered(TcpStream),
+}
+
+/// Takes a data connection's cork off (see [`DataConn`]). A socket that
+/// refuses stays corked, which only holds back its last partial segment
+/// for the cork's timer: no reason to fail the transfer.
+pub fn uncork(socket: impl rustix::fd::AsFd) {
+    if let Err(e) = net::sockopt::set_tcp_cork(socket, false) {
+        tracing::debug!(error = %e, "data connection left corked");
+    }
 }
 
 impl DataConn {

@@ -307,9 +307,7 @@ async fn send_file(
                         // The cork saves a packet at a small file's end; on a
                         // big one it holds back every sendfile(2) that follows
                         // (docs/BENCHMARKS.md, session 8).
-                        if let Err(e) = rustix::net::sockopt::set_tcp_cork(s, false) {
-                            return Err(TransferError::Network(e.into()));
-                        }
+                        crate::data::uncork(s);
                         let left = len.map(|l| l - total);
                         if let Some((sent, ended)) = copy_on_thread(s.as_fd(), file, left, progress).await? {
                             total += sent;
@@ -460,7 +458,7 @@ pub async fn run(
     // last one with the FIN. Not for TLS, whose handshake must not wait
     // for the cork's timer, nor under a rate limit (paced writes would).
     if tls.is_some() || rate.is_some() {
-        let _ = rustix::net::sockopt::set_tcp_cork(&tcp, false);
+        crate::data::uncork(&tcp);
     }
     let mut data: Box<dyn DataIo> = match tls {
         Some(t) => t.accept(tcp, open_timeout).await?,
