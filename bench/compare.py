@@ -625,11 +625,24 @@ def measure_ceiling(plan: dict, when: str) -> dict:
     return r
 
 
+# The scenarios bench/floor.c is measured under: the key (as in a
+# server's runs), what `ferroftp bench` is given, and what one operation is.
+FLOOR_SCENARIOS = [
+    ("connect", dict(scenario="connect", clients=16), "connection"),
+    ("small-retr-epsv", dict(scenario="small-retr", clients=4, size=SMALL_SIZE, mode="epsv"), "small RETR (EPSV)"),
+    ("small-retr-pasv", dict(scenario="small-retr", clients=4, size=SMALL_SIZE, mode="pasv"), "small RETR (PASV)"),
+]
+
+
 def measure_floor(ff: Path, plan: dict) -> dict:
-    """The kernel floor for the connect scenario: bench/floor.c, an epoll
-    loop in C that only greets and says goodbye, measured like a server.
-    No FTP server can spend less CPU per connection on this machine."""
-    log("kernel floor: bench/floor.c, connect scenario")
+    """The kernel floor: bench/floor.c, an epoll loop in C that does the
+    least an FTP server must (greet, answer QUIT; for small RETR log in,
+    answer EPSV/PASV and send the file), measured like a server under the
+    connect and small RETR loads. No FTP server can spend less CPU per
+    operation on this machine, and none can show a much higher rate: its
+    rate is the ceiling of what a server can show against the same load
+    generator on these cores. Returns {"runs": {key: bench report}}."""
+    log("kernel floor: bench/floor.c")
     exe, src = CACHE / "floor", BENCH / "floor.c"
     try:
         if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
@@ -639,20 +652,25 @@ def measure_floor(ff: Path, plan: dict) -> dict:
                                 preexec_fn=cgroup.enter)
     except (subprocess.CalledProcessError, OSError) as e:
         return {"error": f"could not build or start bench/floor.c: {e}"}
+    runs = {}
     try:
         if "listening" not in (proc.stdout.readline() if proc.stdout else ""):
             return {"error": f"bench/floor.c did not start (exit {proc.poll()})"}
-        r = ferroftp_bench(ff, f"ftp://{HOST}:{FLOOR_PORT}/", "connect", 16, plan["duration"], proc.pid,
-                           cgroup, timeout=plan["duration"] + 90)
+        url = f"ftp://{USER}:{PASSWORD}@{HOST}:{FLOOR_PORT}/"
+        for key, kw, _ in FLOOR_SCENARIOS:
+            kw = dict(kw)
+            r = ferroftp_bench(ff, url, kw.pop("scenario"), kw.pop("clients"), plan["duration"], proc.pid,
+                               cgroup, timeout=plan["duration"] + 90, **kw)
+            runs[key] = r
+            if "error" in r:
+                log(f"  {key}: error: {r['error']}")
+            else:
+                log(f"  {key}: {r.get('server_cpu_us_per_op', 0):.1f} us per op, {r.get('ops_per_sec', 0):,.0f}/s")
     finally:
         proc.kill()
         proc.wait()
         cgroup.remove()
-    if "error" in r:
-        log(f"  error: {r['error']}")
-    else:
-        log(f"  {r.get('server_cpu_us_per_op', 0):.1f} us per connection, {r.get('ops_per_sec', 0):,.0f}/s")
-    return r
+    return {"runs": runs}
 
 
 # --------------------------------------------------------- one server
@@ -995,6 +1013,45 @@ def figures(plan: dict, iperf: dict) -> list[dict]:
     return F
 
 
+def floor_section(floor: dict, vals: dict, own_runs: dict) -> list[str]:
+    """The report's kernel floor: per scenario, the floor's CPU per
+    operation and rate beside ferroftp's and the best peer's, and the
+    highest ratio to the best peer that any server could show here."""
+    L = ["## Kernel floor", ""]
+    runs = floor.get("runs") or {}
+    if "error" in floor or not runs:
+        L.append(f"bench/floor.c could not be measured: {floor.get('error', 'no figure')}")
+        L.append("")
+        return L
+    L.append("bench/floor.c is one epoll loop in C that does the least an FTP server must: it greets and "
+             "answers QUIT; for small RETR it also logs any user in, answers EPSV or PASV from one listener "
+             "kept per session, and sends the file from memory. Its CPU per operation is the kernel's share "
+             "(the handshakes, the sends and receives, epoll, the closes), which no server can go below. Its "
+             "rate, under the same load generator on the same cores, is about the most any server can show "
+             "here: the load generator's own CPU per operation takes the rest of the machine. So the last "
+             "column, the floor's rate divided by the best peer's, is about the highest lead any server "
+             "could show against that peer on this machine.")
+    L.append("")
+    L.append("| scenario | floor: CPU per op | floor: rate | ferroftp: CPU per op | ferroftp: rate | "
+             "load generator: CPU per op (ferroftp's run) | best peer: rate | floor rate ÷ best peer's |")
+    L.append("|---|---|---|---|---|---|---|---|")
+    for key, _, what in FLOOR_SCENARIOS:
+        r = runs.get(key) or {}
+        if "error" in r or not r.get("ops"):
+            L.append(f"| {what} | - | - | - | - | - | - | - |")
+            continue
+        fcpu, frate = r.get("server_cpu_us_per_op"), r.get("ops_per_sec")
+        own_cpu, own_rate = vals.get(f"{key}-cpu", {}).get("ferroftp"), vals.get(key, {}).get("ferroftp")
+        client = _val(own_runs, key, "client_cpu_us_per_op")
+        peer, prate = best_peer(vals.get(key, {}), "higher")
+        own_cpu_txt = f"{own_cpu:.1f} us ({own_cpu / fcpu:.2f}x)" if own_cpu and fcpu else "-"
+        L.append(f"| {what} | {fcpu:.1f} us | {frate:,.0f}/s | {own_cpu_txt} | "
+                 f"{fmt(own_rate, 'int')}/s | {fmt(client, 'dec')} us | "
+                 f"{f'{prate:,.0f}/s ({peer})' if prate else '-'} | {f'{frate / prate:.2f}' if prate else '-'} |")
+    L.append("")
+    return L
+
+
 def fmt_ratio(r: float) -> str:
     if r >= 100:
         return f"{r:,.0f}"
@@ -1189,20 +1246,7 @@ def write_markdown(path: Path, ctx: dict, servers: list[str], results: dict, val
                  f"{each}. The ceiling is the better one, **{iperf['mb_per_sec']:,.0f} MB/s**; the rows "
                  f"\"as % of iperf3\" divide each big RETR by it.")
     L.append("")
-    L.append("## Kernel floor")
-    L.append("")
-    floor = ctx.get("floor") or {}
-    if "error" in floor or "server_cpu_us_per_op" not in floor:
-        L.append(f"bench/floor.c could not be measured: {floor.get('error', 'no figure')}")
-    else:
-        own = _val(results.get("ferroftp", {}).get("runs", {}), "connect", "server_cpu_us_per_op")
-        versus = f"; ferroftp's is {own / floor['server_cpu_us_per_op']:.2f}x that" if own else ""
-        L.append(f"bench/floor.c, one epoll loop in C that sends the greeting, answers QUIT and closes "
-                 f"(nothing else), under the same connect load (16 clients): "
-                 f"**{floor['server_cpu_us_per_op']:.1f} us** of CPU per connection at "
-                 f"{floor.get('ops_per_sec', 0):,.0f}/s. That is the kernel's share (accept, two sends, a "
-                 f"receive, close, the handshake and teardown); no server can spend less here{versus}.")
-    L.append("")
+    L.extend(floor_section(ctx.get("floor") or {}, vals, results.get("ferroftp", {}).get("runs", {})))
     L.append("## Errors and oddities")
     L.append("")
     any_err = False

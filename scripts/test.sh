@@ -7,9 +7,10 @@ cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# Debian packages: the real FTP clients the tests drive.
+# Debian packages: the real FTP clients the tests drive, gcc for
+# bench/floor.c and filefrag for the upload allocation test.
 missing=()
-for pair in curl:curl lftp:lftp tnftp:tnftp nc:netcat-openbsd; do
+for pair in curl:curl lftp:lftp tnftp:tnftp nc:netcat-openbsd gcc:gcc filefrag:e2fsprogs; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -117,6 +117,12 @@ pub struct BenchReport {
     /// Server CPU time per operation (its cgroup's, or utime+stime of its
     /// process tree), microseconds.
     pub server_cpu_us_per_op: Option<f64>,
+    /// The load generator's own CPU time per operation (every thread of
+    /// this process), microseconds. On a machine it shares with the
+    /// server, the rate can go no higher than the cores divided by this
+    /// plus the server's CPU per operation: a server that cost nothing
+    /// would still be held to cores / this.
+    pub client_cpu_us_per_op: Option<f64>,
     /// Server memory (PSS of its process tree), KiB: the most seen while
     /// the clients were connected (sampled every second, and at the end of
     /// the run before the sessions quit).
@@ -332,6 +338,7 @@ pub async fn bench(args: &BenchArgs) -> Result<BenchReport, String> {
     let read_cpu = || cpu_meter.as_ref().map(CpuMeter::seconds).transpose();
     // A big run reads both at its start line instead (below).
     let mut cpu_before = if big { None } else { read_cpu()? };
+    let mut own_cpu_before = own_cpu_seconds();
     let mut started = Instant::now();
     let tasks: Vec<_> = (0..args.clients)
         .map(|id| {
@@ -380,6 +387,7 @@ pub async fn bench(args: &BenchArgs) -> Result<BenchReport, String> {
     if big {
         start_line.wait().await;
         cpu_before = read_cpu()?;
+        own_cpu_before = own_cpu_seconds();
         started = Instant::now();
         go.wait().await;
     }
@@ -416,6 +424,7 @@ pub async fn bench(args: &BenchArgs) -> Result<BenchReport, String> {
         }
     }
     let seconds = started.elapsed().as_secs_f64();
+    let own_cpu = own_cpu_seconds() - own_cpu_before;
     sample(&mut pss_peak);
     for t in tasks {
         let _ = t.await;
@@ -442,10 +451,18 @@ pub async fn bench(args: &BenchArgs) -> Result<BenchReport, String> {
             }
             _ => None,
         },
+        client_cpu_us_per_op: (ops > 0).then(|| own_cpu * 1e6 / ops as f64),
         server_pss_kib: pss_peak,
         pss_kib_per_session: None,
         fairness: if big { fairness(std::mem::take(&mut *tally.rates.lock().map_err(|_| "lock")?)) } else { None },
     })
+}
+
+/// CPU time this process (the load generator, every thread) has used,
+/// seconds.
+fn own_cpu_seconds() -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
 }
 
 /// Opens N sessions, holds them, measures the server's memory.
@@ -493,6 +510,7 @@ async fn idle(args: &BenchArgs, url: &FtpUrl) -> Result<BenchReport, String> {
         mb_per_sec: 0.0,
         latency_ms: None,
         server_cpu_us_per_op: None,
+        client_cpu_us_per_op: None,
         server_pss_kib: during,
         pss_kib_per_session: match (before, during) {
             (Some(b), Some(d)) if held > 0 => Some(d.saturating_sub(b) as f64 / held as f64),
@@ -534,6 +552,9 @@ fn render(r: &BenchReport) -> String {
     }
     if let Some(cpu) = r.server_cpu_us_per_op {
         out.push_str(&format!("server CPU per op: {cpu:.1} us\n"));
+    }
+    if let Some(cpu) = r.client_cpu_us_per_op {
+        out.push_str(&format!("load generator CPU per op: {cpu:.1} us\n"));
     }
     if let Some(pss) = r.server_pss_kib {
         out.push_str(&format!("server PSS: {pss} KiB\n"));

@@ -41,6 +41,9 @@ fn every_scenario_runs_and_counts_its_operations() {
         let ops = report["ops"].as_u64().unwrap();
         assert!(ops > 0, "{scenario}: {report}");
         assert!(report["server_cpu_us_per_op"].as_f64().is_some(), "{scenario}: {report}");
+        // The load generator did work of its own for every operation.
+        let own = report["client_cpu_us_per_op"].as_f64().unwrap_or(0.0);
+        assert!(own > 0.0, "{scenario}: no load generator CPU: {report}");
         if scenario.starts_with("big") {
             assert_eq!(report["bytes"].as_u64().unwrap(), ops * 3_000_000, "{scenario}: {report}");
             // One rate per transfer: the slowest is no faster than the fastest.
@@ -94,4 +97,37 @@ fn every_scenario_runs_and_counts_its_operations() {
     let idle = bench(&url, &["--scenario", "idle", "--clients", "100", "--pid", &pid]);
     assert_eq!(idle["ops"], 100, "{idle}");
     assert!(idle["pss_kib_per_session"].as_f64().is_some(), "{idle}");
+}
+
+/// bench/floor.c, the kernel floor compare.py measures beside the
+/// servers, builds and serves the scenarios it stands in for: the bench
+/// runs against it without errors and reads its CPU. (Its figures are for
+/// bench/compare.py; none is asserted here.)
+#[test]
+fn the_kernel_floor_serves_connect_and_small_retr() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("floor");
+    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/floor.c");
+    let built = Command::new("gcc").args(["-O2", "-Wall", "-Wextra", "-Werror", "-o"]).arg(&exe).arg(source).output();
+    let built = built.expect("gcc runs");
+    assert!(built.status.success(), "gcc: {}", String::from_utf8_lossy(&built.stderr));
+    let mut floor = common::Running(
+        Command::new(&exe).arg("0").stdout(std::process::Stdio::piped()).spawn().expect("the floor starts"),
+    );
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(floor.0.stdout.take().unwrap()), &mut line).unwrap();
+    let port = line.trim().rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
+    let port = port.unwrap_or_else(|| panic!("no port in {line:?}"));
+    let pid = floor.0.id().to_string();
+    let url = format!("ftp://u:p@127.0.0.1:{port}/");
+    for (scenario, mode) in [("connect", "epsv"), ("small-retr", "epsv"), ("small-retr", "pasv")] {
+        let args = ["--scenario", scenario, "--mode", mode, "--clients", "4", "--count", "200", "--pid", &pid];
+        let report = bench(&url, &args);
+        assert_eq!((report["errors"].as_u64(), report["ops"].as_u64()), (Some(0), Some(200)), "{report}");
+        if scenario == "small-retr" {
+            // What the setup uploaded comes back whole, 4 KiB a file.
+            assert_eq!(report["bytes"].as_u64(), Some(200 * 4096), "{report}");
+        }
+        assert!(report["server_cpu_us_per_op"].as_f64().is_some(), "{report}");
+    }
 }
