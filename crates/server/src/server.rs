@@ -84,6 +84,9 @@ pub(crate) struct Context {
     pub usage: std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<crate::quota::Usage>>>,
     /// Password checks that may run at once.
     pub password_checks: tokio::sync::Semaphore,
+    /// Virtual users' home directories, one descriptor each however many
+    /// sessions use it.
+    pub homes: crate::storage::homes::Homes,
 }
 
 /// A bound, ready server.
@@ -189,6 +192,7 @@ impl Server {
             ctx: Arc::new(Context {
                 limits: Limits::new(config.limits.clone()),
                 usage: Default::default(),
+                homes: crate::storage::homes::Homes::new(config.storage_thread_pool),
                 // SECURITY: memory exhaustion. An argon2id check takes
                 // 19 MiB; a thousand logins at once would take 19 GB, and
                 // the allocator keeps what it grew to (seen: 4 MiB per idle

@@ -22,12 +22,24 @@ use crate::data::{listen_passive, DataSetup};
 use crate::path::VirtualPath;
 use crate::permissions::Permission;
 use crate::quota::{Quota, UploadCharge, Usage};
-use crate::storage::{Commit, LocalFs, OpenFile, Reader, Storage, StorageError, WriteMode};
+use crate::storage::{Commit, OpenFile, Reader, Storage, StorageError, WriteMode};
 use crate::transfer::{Job, PartialUpload, UPLOAD_TEMP_PREFIX};
 use std::sync::Weak;
 
 /// Shortest and longest idle timeouts SITE IDLE accepts, seconds.
 const SITE_IDLE_RANGE: std::ops::RangeInclusive<u64> = 30..=7200;
+
+/// Why PASS did not log the client in.
+#[derive(Debug)]
+enum LoginRefusal {
+    /// No such user, a wrong password, or anonymous login off: a failed
+    /// login, counted towards the address's ban.
+    Credentials,
+    /// The password was right but the user's home directory could not be
+    /// opened (missing, or the server out of descriptors): 421, not
+    /// counted against the client.
+    HomeUnavailable(std::io::Error),
+}
 
 fn reply(code: u16, text: impl Into<String>) -> Action {
     Action::Reply(Reply::new(code, text))
@@ -225,7 +237,7 @@ impl Session {
                 None => &ctx.anonymous_storage,
             };
             match (storage, anon.enabled) {
-                (Some(storage), true) => Some((
+                (Some(storage), true) => Ok((
                     Login {
                         name: "ftp".into(),
                         anonymous: true,
@@ -241,13 +253,24 @@ impl Session {
                     },
                     anon.max_sessions,
                 )),
-                _ => None,
+                _ => Err(LoginRefusal::Credentials),
             }
         } else {
             self.virtual_user(&name, password).await
         };
-        let Some((mut login, max_sessions)) = login else {
-            return self.login_failed(&name).await;
+        let (mut login, max_sessions) = match login {
+            Ok(login) => login,
+            Err(LoginRefusal::Credentials) => return self.login_failed(&name).await,
+            // The server's trouble, not the client's: no failed login is
+            // counted (it would ban the address of every session of a user
+            // whose home went missing, or of a server out of descriptors),
+            // and the reply names the cause but not the path.
+            Err(LoginRefusal::HomeUnavailable(e)) => {
+                return Action::Close(Reply::new(
+                    code::SERVICE_NOT_AVAILABLE,
+                    format!("Cannot open your home directory ({e}); try again later."),
+                ));
+            }
         };
         match ctx.limits.enter_user(&login.name, max_sessions) {
             Ok(slot) => login._slot = Some(slot),
@@ -294,20 +317,22 @@ impl Session {
 
     /// Checks a virtual user's password; returns the login and the user's
     /// session limit.
-    async fn virtual_user(&self, name: &str, password: Password) -> Option<(Login, Option<usize>)> {
+    async fn virtual_user(&self, name: &str, password: Password) -> Result<(Login, Option<usize>), LoginRefusal> {
         let users = match &self.host {
-            Some(host) => host.users.clone()?,
-            None => self.ctx.users.clone()?,
+            Some(host) => host.users.clone(),
+            None => self.ctx.users.clone(),
         };
+        let users = users.ok_or(LoginRefusal::Credentials)?;
         let name = name.to_string();
-        let permit = self.ctx.password_checks.acquire().await.ok()?;
-        let entry = tokio::task::spawn_blocking(move || users.verify(&name, &password.0).cloned()).await.ok()??;
+        let permit = self.ctx.password_checks.acquire().await.map_err(|_| LoginRefusal::Credentials)?;
+        let entry = tokio::task::spawn_blocking(move || users.verify(&name, &password.0).cloned()).await;
         drop(permit);
-        let storage: Arc<dyn Storage> = match LocalFs::open(&entry.home, self.ctx.config.storage_thread_pool) {
-            Ok(fs) => Arc::new(fs),
+        let entry = entry.ok().flatten().ok_or(LoginRefusal::Credentials)?;
+        let storage: Arc<dyn Storage> = match self.ctx.homes.open(&entry.home) {
+            Ok(fs) => fs,
             Err(e) => {
                 tracing::warn!(user = %entry.name, home = %entry.home.display(), error = %e, "home directory unavailable");
-                return None;
+                return Err(LoginRefusal::HomeUnavailable(e));
             }
         };
         let quota = if entry.quota_bytes.is_some() || entry.quota_files.is_some() {
@@ -332,7 +357,7 @@ impl Session {
             mounts: entry.mounts,
             _slot: None,
         };
-        Some((login, entry.max_sessions))
+        Ok((login, entry.max_sessions))
     }
 
     /// The user's quota usage: shared with the user's other sessions, or

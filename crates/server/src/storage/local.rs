@@ -56,6 +56,16 @@ impl LocalFs {
         Ok(LocalFs { root: Arc::new(dir), thread_pool })
     }
 
+    /// The root directory's device and inode, which name it whatever its
+    /// path has become since it was opened.
+    ///
+    /// # Errors
+    /// The fstat's error.
+    pub fn identity(&self) -> io::Result<(u64, u64)> {
+        let meta = self.root.dir_metadata()?;
+        Ok((meta.dev(), meta.ino()))
+    }
+
     /// Runs a closure that only reads: in place, or on the blocking pool
     /// with `thread_pool`.
     async fn reading<T, F>(&self, f: F) -> Result<T, StorageError>

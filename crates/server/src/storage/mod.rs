@@ -6,6 +6,7 @@
 //! [`VirtualPath`]s, already normalized. Listing formats are not the
 //! backend's business: it returns [`EntryFacts`] and the session formats.
 
+pub mod homes;
 pub mod local;
 mod release;
 mod writer;

@@ -277,3 +277,60 @@ fn byte_quota_stops_a_streaming_resume_and_cuts_the_file_back() {
     assert_eq!(c.reply().0, 552);
     assert!(!home.join("other.bin").exists());
 }
+
+/// Descriptors this process holds open on `dir`.
+fn descriptors_on(dir: &std::path::Path) -> usize {
+    let dir = dir.canonicalize().unwrap();
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| *target == dir)
+        .count()
+}
+
+/// Sessions of one user share one descriptor of its home (10,000 camera
+/// sessions on one account no longer need 10,000 more descriptors), and a
+/// home moved aside and made anew is what the next session gets.
+#[test]
+fn sessions_of_one_user_share_its_home_directory() {
+    let (server, homes) = server_with_users(vec![("cam", Box::new(|_: &mut UserEntry| {}))]);
+    let home = homes.path().join("cam");
+    let mut sessions: Vec<Ctl> = (0..3).map(|_| login_as(&server, "cam")).collect();
+    assert_eq!(descriptors_on(&home), 1, "each session opened the home itself");
+    for s in &mut sessions {
+        assert_eq!(s.fetch(Mode::Epsv, "RETR existing.txt"), b"existing");
+    }
+    std::fs::rename(&home, homes.path().join("cam.old")).unwrap();
+    std::fs::create_dir(&home).unwrap();
+    std::fs::write(home.join("existing.txt"), b"new home").unwrap();
+    let mut after = login_as(&server, "cam");
+    assert_eq!(after.fetch(Mode::Epsv, "RETR existing.txt"), b"new home");
+    // The sessions from before keep the directory they logged in to.
+    assert_eq!(sessions[0].fetch(Mode::Epsv, "RETR existing.txt"), b"existing");
+}
+
+/// A right password whose home directory cannot be opened is the server's
+/// trouble: 421 naming the cause (not the path), and no failed login
+/// counted, so the address is never banned for it.
+#[test]
+fn a_missing_home_gets_421_and_never_bans_the_address() {
+    let (server, homes) = server_with_users(vec![
+        ("ghost", Box::new(|_: &mut UserEntry| {})),
+        ("real", Box::new(|_: &mut UserEntry| {})),
+    ]);
+    std::fs::remove_dir_all(homes.path().join("ghost")).unwrap();
+    // More tries than the default ban threshold (10 failures).
+    for _ in 0..12 {
+        let mut c = server.connect();
+        c.ok("USER ghost", 331);
+        let text = c.ok("PASS pw", 421);
+        assert!(text.contains("home directory") && text.contains("No such file"), "{text}");
+        assert!(!text.contains(homes.path().to_str().unwrap()), "the reply shows the path: {text}");
+    }
+    let mut c = login_as(&server, "real");
+    assert_eq!(c.fetch(Mode::Pasv, "RETR existing.txt"), b"existing");
+    // A wrong password is still a failed login.
+    let mut wrong = server.connect();
+    wrong.ok("USER real", 331);
+    wrong.ok("PASS nope", 530);
+}
