@@ -266,6 +266,9 @@ impl Session {
             // whose home went missing, or of a server out of descriptors),
             // and the reply names the cause but not the path.
             Err(LoginRefusal::HomeUnavailable(e)) => {
+                // Paced like a failure, so clients that reconnect at once
+                // do not loop on password checks.
+                tokio::time::sleep(ctx.config.login_failure_delay).await;
                 return Action::Close(Reply::new(
                     code::SERVICE_NOT_AVAILABLE,
                     format!("Cannot open your home directory ({e}); try again later."),

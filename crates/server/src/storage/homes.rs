@@ -8,7 +8,10 @@
 //! directory another session already holds open, as anonymous sessions
 //! share the anonymous root. A directory is shared only while it is still
 //! the one at its path (same device and inode): a home moved aside and
-//! made anew is opened anew for the sessions that log in after it.
+//! made anew is opened anew for the sessions that log in after it. While
+//! a session holds a home, a `chmod 000` of it no longer refuses the next
+//! logins (they share the open directory); moving it aside or removing
+//! it does.
 
 use std::collections::HashMap;
 use std::io;
@@ -18,11 +21,15 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use super::LocalFs;
 
+/// Entries the map holds before the first sweep of the ones no session
+/// holds any more.
+const SWEEP_FIRST: usize = 64;
+
 /// The home directories open now, by path.
 #[derive(Debug)]
 pub struct Homes {
     /// Each path's directory, for as long as a session holds it.
-    open: Mutex<HashMap<PathBuf, Weak<LocalFs>>>,
+    open: Mutex<Held>,
     /// Whether the directories' reading calls run on the blocking pool
     /// (`storage_thread_pool`).
     thread_pool: bool,
@@ -31,7 +38,7 @@ pub struct Homes {
 impl Homes {
     /// No directory open yet.
     pub fn new(thread_pool: bool) -> Homes {
-        Homes { open: Mutex::new(HashMap::new()), thread_pool }
+        Homes { open: Mutex::new(Held { dirs: HashMap::new(), sweep_at: SWEEP_FIRST }), thread_pool }
     }
 
     /// The directory at `path`: the one a session already holds when it is
@@ -43,7 +50,7 @@ impl Homes {
     pub fn open(&self, path: &Path) -> io::Result<Arc<LocalFs>> {
         // Followed like the open below follows it: a home may be a symlink.
         let now = std::fs::metadata(path)?;
-        let held = self.lock().get(path).and_then(Weak::upgrade);
+        let held = self.lock().dirs.get(path).and_then(Weak::upgrade);
         if let Some(fs) = held {
             if fs.identity().is_ok_and(|id| id == (now.dev(), now.ino())) {
                 return Ok(fs);
@@ -51,14 +58,28 @@ impl Homes {
         }
         let fs = Arc::new(LocalFs::open(path, self.thread_pool)?);
         let mut open = self.lock();
-        open.retain(|_, dir| dir.strong_count() > 0);
-        open.insert(path.to_path_buf(), Arc::downgrade(&fs));
+        // Swept when the map has doubled since the last sweep, so a burst
+        // of logins to many homes costs no walk of the map each.
+        if open.dirs.len() >= open.sweep_at {
+            open.dirs.retain(|_, dir| dir.strong_count() > 0);
+            open.sweep_at = SWEEP_FIRST.max(2 * open.dirs.len());
+        }
+        open.dirs.insert(path.to_path_buf(), Arc::downgrade(&fs));
         Ok(fs)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Weak<LocalFs>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
         self.open.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// The map and when it is next swept.
+#[derive(Debug)]
+struct Held {
+    /// Each path's directory; dead entries wait for the next sweep.
+    dirs: HashMap<PathBuf, Weak<LocalFs>>,
+    /// The map's length that starts the next sweep.
+    sweep_at: usize,
 }
 
 #[cfg(test)]
@@ -81,9 +102,22 @@ mod tests {
         assert!(!Arc::ptr_eq(&first, &third), "the moved directory was handed out");
         let meta = std::fs::metadata(&home).unwrap();
         assert_eq!(third.identity().unwrap(), (meta.dev(), meta.ino()));
-        // Once no session holds it, nothing is kept open.
         drop((first, second, third));
-        assert!(homes.lock().values().all(|dir| dir.strong_count() == 0));
         assert!(homes.open(&base.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn homes_no_session_holds_are_swept() {
+        let base = tempfile::tempdir().unwrap();
+        let homes = Homes::new(false);
+        let kept = homes.open(base.path()).unwrap();
+        for i in 0..500 {
+            let home = base.path().join(i.to_string());
+            std::fs::create_dir(&home).unwrap();
+            drop(homes.open(&home).unwrap());
+            assert!(homes.lock().dirs.len() <= SWEEP_FIRST, "{} entries after {i}", homes.lock().dirs.len());
+        }
+        // The one still held survives the sweeps and is shared.
+        assert!(Arc::ptr_eq(&kept, &homes.open(base.path()).unwrap()));
     }
 }

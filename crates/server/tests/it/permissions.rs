@@ -326,6 +326,8 @@ fn a_missing_home_gets_421_and_never_bans_the_address() {
         let text = c.ok("PASS pw", 421);
         assert!(text.contains("home directory") && text.contains("No such file"), "{text}");
         assert!(!text.contains(homes.path().to_str().unwrap()), "the reply shows the path: {text}");
+        // 421: the server closes the connection.
+        assert_eq!(std::io::Read::read(&mut c.stream, &mut [0u8; 16]).unwrap(), 0, "still open after 421");
     }
     let mut c = login_as(&server, "real");
     assert_eq!(c.fetch(Mode::Pasv, "RETR existing.txt"), b"existing");
