@@ -73,9 +73,32 @@ impl ServeArgs {
     }
 }
 
+/// Raises the open-files limit as far as it goes and warns when it is
+/// still below what `max_clients` sessions can need.
+fn open_files_limit(max_clients: usize) {
+    use ferroftp_server::descriptors;
+    let limit = match descriptors::raise_open_files_limit() {
+        Ok(raised) => {
+            if raised.before != raised.after {
+                let show = |l: Option<u64>| l.map_or("unlimited".to_string(), |l| l.to_string());
+                tracing::info!("open-files limit raised from {} to {}", show(raised.before), show(raised.after));
+            }
+            raised.after
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "open-files limit left as it was");
+            rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+        }
+    };
+    if let Some(warning) = descriptors::shortfall(max_clients, limit) {
+        tracing::warn!("{warning}");
+    }
+}
+
 /// Runs the server until Ctrl-C or SIGTERM.
 pub fn run(args: ServeArgs) -> Result<(), String> {
     let config = Config::from_file(args.into_file_config()?).map_err(|e| e.to_string())?;
+    open_files_limit(config.limits.max_clients);
     // Before the runtime: every thread it starts inherits the policy.
     if config.batch_scheduling && !ferroftp_server::sched::use_batch_policy() {
         tracing::info!("not under SCHED_BATCH (another policy, or refused); big transfers on this host may run slower");

@@ -211,3 +211,64 @@ fn a_killed_server_never_leaves_a_replaced_file_half_written() {
     assert!(out.contains("213 2000000"), "{out}");
     assert!(!out.contains(".ferroftp-upload-"), "{out}");
 }
+
+/// Under a low open-files limit the server raises its soft limit to the
+/// hard one, says at start what max_clients needs and which setting to
+/// change, and once out of descriptors warns once (not at every 50 ms
+/// retry), leaves new connections waiting, and greets them when sessions
+/// end.
+#[test]
+fn a_low_open_files_limit_is_raised_named_and_survived() {
+    let root = tempfile::tempdir().unwrap();
+    // The per-address limit (50) out of the way: every connection here
+    // comes from 127.0.0.1.
+    let config = root.path().join("c.toml");
+    std::fs::write(&config, "max_clients_per_ip = 2000\n").unwrap();
+    let script = format!(
+        "ulimit -Sn 40 && ulimit -Hn 64 && exec {BIN} serve --listen 127.0.0.1:0 --root {} --config {}",
+        root.path().display(),
+        config.display()
+    );
+    let mut child =
+        Command::new("sh").args(["-c", &script]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    let port: u16 = line
+        .split("listening on 127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    let mut server = common::Running(child);
+    // More connections than descriptors: the first are greeted, the rest
+    // wait in the listen queue.
+    let mut held: Vec<TcpStream> = (0..80).map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(800));
+    let greeted = held
+        .iter_mut()
+        .map(|s| {
+            s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+            let mut buf = [0u8; 64];
+            matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"220"))
+        })
+        .filter(|greeted| *greeted)
+        .count();
+    assert!((1..80).contains(&greeted), "{greeted} of 80 greeted under a limit of 64");
+    drop(held);
+    // Sessions ended: new connections are greeted again.
+    let mut fresh = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    fresh.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut buf = [0u8; 64];
+    let n = fresh.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"220"), "{:?}", String::from_utf8_lossy(&buf[..n]));
+    drop(fresh);
+    let _ = server.0.kill();
+    let mut log = String::new();
+    server.0.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    assert!(log.contains("open-files limit raised from 40 to 64"), "{log}");
+    assert!(log.contains("max_clients = 2000 can need 8064 open files"), "{log}");
+    assert!(log.contains("Raise the limit (ulimit -n, or LimitNOFILE= in a systemd unit)"), "{log}");
+    let warnings = log.matches("out of file descriptors (open-files limit 64)").count();
+    assert_eq!(warnings, 1, "one warning per 10 s, not one per retry:\n{log}");
+}

@@ -21,6 +21,7 @@
 pub mod auth;
 pub mod config;
 pub mod data;
+pub mod descriptors;
 pub mod hashing;
 pub mod limits;
 pub mod path;

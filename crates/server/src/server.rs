@@ -240,10 +240,11 @@ impl Server {
         let mut shutdown = AbortOnDrop(tokio::spawn(shutdown));
         let local = fixed_local(&self.listener);
         let implicit_local = self.implicit.as_ref().and_then(fixed_local);
+        let mut failures = crate::descriptors::AcceptFailures::default();
         loop {
             let backoff = tokio::select! {
-                accepted = self.listener.accept() => self.admit(accepted, false, &stop_rx, &mut sessions, local),
-                accepted = accept_implicit(&self.implicit) => self.admit(accepted, true, &stop_rx, &mut sessions, implicit_local),
+                accepted = self.listener.accept() => self.admit(accepted, false, &stop_rx, &mut sessions, local, &mut failures),
+                accepted = accept_implicit(&self.implicit) => self.admit(accepted, true, &stop_rx, &mut sessions, implicit_local, &mut failures),
                 Some(_) = sessions.join_next(), if !sessions.is_empty() => None,
                 _ = &mut shutdown.0 => break,
             };
@@ -264,13 +265,17 @@ impl Server {
         stop_rx: &watch::Receiver<bool>,
         sessions: &mut JoinSet<()>,
         local: Option<SocketAddr>,
+        failures: &mut crate::descriptors::AcceptFailures,
     ) -> Option<Duration> {
         let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 // Out of file descriptors and the like: back off instead
-                // of spinning.
-                tracing::warn!(error = %e, "accept failed");
+                // of spinning, and say so now and then, not 20 times a
+                // second.
+                if let Some(warning) = failures.record(&e, Instant::now()) {
+                    tracing::warn!("{warning}");
+                }
                 return Some(ACCEPT_BACKOFF);
             }
         };
