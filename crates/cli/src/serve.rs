@@ -80,14 +80,14 @@ fn open_files_limit(max_clients: usize) {
     let limit = match descriptors::raise_open_files_limit() {
         Ok(raised) => {
             if raised.before != raised.after {
-                let show = |l: Option<u64>| l.map_or("unlimited".to_string(), |l| l.to_string());
-                tracing::info!("open-files limit raised from {} to {}", show(raised.before), show(raised.after));
+                let (before, after) = (descriptors::show_limit(raised.before), descriptors::show_limit(raised.after));
+                tracing::info!("open-files limit raised from {before} to {after}");
             }
             raised.after
         }
         Err(e) => {
             tracing::info!(error = %e, "open-files limit left as it was");
-            rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+            descriptors::open_files_limit()
         }
     };
     if let Some(warning) = descriptors::shortfall(max_clients, limit) {

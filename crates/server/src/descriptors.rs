@@ -48,7 +48,17 @@ pub fn raise_open_files_limit() -> io::Result<Raised> {
         return Ok(Raised { before: now.current, after: now.current });
     }
     setrlimit(Resource::Nofile, Rlimit { current: now.maximum, maximum: now.maximum })?;
-    Ok(Raised { before: now.current, after: getrlimit(Resource::Nofile).current })
+    Ok(Raised { before: now.current, after: open_files_limit() })
+}
+
+/// The soft open-files limit now (`None`: unlimited).
+pub fn open_files_limit() -> Option<u64> {
+    getrlimit(Resource::Nofile).current
+}
+
+/// A limit as the log shows it.
+pub fn show_limit(limit: Option<u64>) -> String {
+    limit.map_or_else(|| "unlimited".to_string(), |l| l.to_string())
 }
 
 /// Descriptors `max_clients` sessions can need at once, all transferring.
@@ -94,7 +104,7 @@ impl AcceptFailures {
         self.warned_at = Some(now);
         let out_of_descriptors = matches!(Errno::from_io_error(error), Some(Errno::MFILE | Errno::NFILE));
         let cause = if out_of_descriptors {
-            let limit = getrlimit(Resource::Nofile).current.map_or("unlimited".to_string(), |l| l.to_string());
+            let limit = show_limit(open_files_limit());
             format!(
                 ": out of file descriptors (open-files limit {limit}); new connections wait unanswered until \
                  sessions end. Raise the limit (ulimit -n, or LimitNOFILE= in a systemd unit) or lower max_clients"
