@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
+use ferroftp_server::config::StorageKind;
 use ferroftp_server::{Config, FileConfig, Server};
 
 /// Flags of `ferroftp serve`; each overrides the config file's key of the
@@ -19,6 +20,10 @@ pub struct ServeArgs {
     /// Anonymous root directory [default: the current directory].
     #[arg(long)]
     root: Option<PathBuf>,
+    /// Where files live: "local" directories [default], or "memory" (an
+    /// in-memory tree, emptied when the server stops).
+    #[arg(long, value_name = "KIND")]
+    storage: Option<String>,
     /// Users file (see `ferroftp user add`).
     #[arg(long)]
     users: Option<PathBuf>,
@@ -60,7 +65,18 @@ impl ServeArgs {
         macro_rules! over {
             ($($field:ident),*) => { $( if self.$field.is_some() { file.$field = self.$field; } )* };
         }
-        over!(listen, root, users, passive_ports, public_address, idle_timeout, tls_cert, tls_key, implicit_tls_listen);
+        over!(
+            listen,
+            root,
+            storage,
+            users,
+            passive_ports,
+            public_address,
+            idle_timeout,
+            tls_cert,
+            tls_key,
+            implicit_tls_listen
+        );
         if self.no_anonymous {
             file.anonymous = Some(false);
         } else if self.anonymous {
@@ -107,11 +123,20 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     runtime.enable_all().worker_threads(config.worker_threads);
     let runtime = runtime.build().map_err(|e| format!("cannot start runtime: {e}"))?;
     runtime.block_on(async move {
-        let root = config.anonymous.root.canonicalize().unwrap_or_else(|_| config.anonymous.root.clone());
+        let root = match config.storage {
+            StorageKind::Local => config
+                .anonymous
+                .root
+                .canonicalize()
+                .unwrap_or_else(|_| config.anonymous.root.clone())
+                .display()
+                .to_string(),
+            StorageKind::Memory { capacity } => format!("in memory (at most {capacity} bytes)"),
+        };
         let anonymous = match (config.anonymous.enabled, config.anonymous.write) {
             (false, _) => "anonymous login off".to_string(),
-            (true, false) => format!("anonymous read-only, root {}", root.display()),
-            (true, true) => format!("anonymous read-write, root {}", root.display()),
+            (true, false) => format!("anonymous read-only, root {root}"),
+            (true, true) => format!("anonymous read-write, root {root}"),
         };
         let server = Server::bind(config).await.map_err(|e| e.to_string())?;
         let addr = server.local_addr().map_err(|e| e.to_string())?;

@@ -100,6 +100,9 @@ pub mod code {
     pub const EXCEEDED_STORAGE: u16 = 552;
     /// 553: requested action not taken; file name not allowed.
     pub const FILE_NAME_NOT_ALLOWED: u16 = 553;
+    /// 554: requested action not taken: invalid REST parameter (RFC 1123
+    /// 4.1.3.4, RFC 3659 5.5).
+    pub const INVALID_RESTART: u16 = 554;
 }
 
 /// One reply: a three-digit code and at least one line of text.

@@ -27,6 +27,35 @@ pub const DEFAULT_MAX_PER_IP: usize = 50;
 pub const DEFAULT_BAN_FAILURES: u32 = 10;
 /// How long a data connection may take to be opened.
 pub const DEFAULT_DATA_TIMEOUT_SECS: u64 = 60;
+/// Window in which failed logins count towards a ban, seconds.
+pub const DEFAULT_BAN_WINDOW_SECS: u64 = 600;
+/// How long a ban lasts, seconds.
+pub const DEFAULT_BAN_DURATION_SECS: u64 = 900;
+/// Time allowed to log in, seconds.
+pub const DEFAULT_LOGIN_TIMEOUT_SECS: u64 = 60;
+/// Delay after the first failed login on a connection, milliseconds.
+pub const DEFAULT_LOGIN_FAILURE_DELAY_MS: u64 = 1000;
+/// Longest delay after a failed login, milliseconds.
+pub const MAX_LOGIN_FAILURE_DELAY_MS: u64 = 60_000;
+/// Failed logins on one connection before it is closed.
+pub const DEFAULT_MAX_LOGIN_FAILURES: u32 = 3;
+/// RFC 959's source port for active data connections.
+pub const DEFAULT_ACTIVE_SOURCE_PORT: u16 = 20;
+/// File-creation mask for new files and directories.
+pub const DEFAULT_UMASK: u32 = 0o022;
+
+/// Where files live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageKind {
+    /// Directories on the local filesystem: the root, users' homes, mounts.
+    Local,
+    /// One in-memory tree holding at most `capacity` bytes: the root is
+    /// its `/`, users' homes are the subtrees at their home paths.
+    Memory {
+        /// Most bytes held.
+        capacity: u64,
+    },
+}
 
 /// A config error, naming the key or file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +139,10 @@ pub struct FileConfig {
     /// in place (for network filesystems that can stall); calls that
     /// change files always run there.
     pub storage_thread_pool: Option<bool>,
+    /// Where files live: "local" (default) or "memory".
+    pub storage: Option<String>,
+    /// Most bytes the memory storage holds.
+    pub storage_capacity: Option<u64>,
     /// Threads running sessions (1-1024; default: half the cores).
     pub worker_threads: Option<usize>,
     /// Run the server under SCHED_BATCH (default: true; see `sched`).
@@ -300,6 +333,8 @@ pub struct Config {
     /// Read-only filesystem calls go to a thread pool rather than running
     /// in place.
     pub storage_thread_pool: bool,
+    /// Where files live.
+    pub storage: StorageKind,
     /// Threads running sessions (default: [`default_worker_threads`]).
     pub worker_threads: usize,
     /// Run under SCHED_BATCH (see [`crate::sched`]); for whoever starts
@@ -341,9 +376,19 @@ impl Config {
         let listen: SocketAddr = listen_text.parse().map_err(|_| {
             invalid("listen", format!("{listen_text:?} is not IP:PORT (e.g. 127.0.0.1:2121 or [::1]:2121)"))
         })?;
+        let storage = match (file.storage.as_deref(), file.storage_capacity) {
+            (None | Some("local"), None) => StorageKind::Local,
+            (None | Some("local"), Some(_)) => {
+                return Err(invalid("storage_capacity", "applies only to storage = \"memory\""))
+            }
+            (Some("memory"), capacity) => {
+                StorageKind::Memory { capacity: capacity.unwrap_or(crate::storage::memory::DEFAULT_CAPACITY) }
+            }
+            (Some(other), _) => return Err(invalid("storage", format!("{other:?} is not \"local\" or \"memory\""))),
+        };
         let root = file.root.unwrap_or_else(|| PathBuf::from("."));
         let anonymous_enabled = file.anonymous.unwrap_or(true);
-        if anonymous_enabled && !root.is_dir() {
+        if anonymous_enabled && storage == StorageKind::Local && !root.is_dir() {
             return Err(invalid("root", format!("{} is not a directory", root.display())));
         }
         let passive_ports = file.passive_ports.as_deref().map(parse_port_range).transpose()?;
@@ -423,7 +468,7 @@ impl Config {
                 },
                 umask: match &file.anonymous_umask {
                     Some(u) => parse_umask(u).map_err(|e| invalid("anonymous_umask", e))?,
-                    None => 0o022,
+                    None => DEFAULT_UMASK,
                 },
                 max_sessions: file.anonymous_max_sessions.map(|n| positive("anonymous_max_sessions", n)).transpose()?,
                 upload_rate: file.anonymous_upload_rate.filter(|r| *r > 0),
@@ -435,10 +480,11 @@ impl Config {
             passive_ports,
             public_address: file.public_address,
             passive_peer_check: file.passive_peer_check.unwrap_or(true),
-            active_source_port: file.active_source_port.unwrap_or(20),
+            active_source_port: file.active_source_port.unwrap_or(DEFAULT_ACTIVE_SOURCE_PORT),
             atomic_uploads: file.atomic_uploads.unwrap_or(true),
             sync_uploads: file.sync_uploads.unwrap_or(false),
             storage_thread_pool: file.storage_thread_pool.unwrap_or(false),
+            storage,
             worker_threads: match file.worker_threads {
                 Some(n) if !(1..=1024).contains(&n) => return Err(invalid("worker_threads", "must be 1-1024")),
                 n => n.unwrap_or_else(default_worker_threads),
@@ -460,12 +506,26 @@ impl Config {
                     file.max_clients_per_ip.unwrap_or(DEFAULT_MAX_PER_IP),
                 )?,
                 ban_failures: file.ban_failures.unwrap_or(DEFAULT_BAN_FAILURES),
-                ban_window: Duration::from_secs(positive("ban_window", file.ban_window.unwrap_or(600))?),
-                ban_duration: Duration::from_secs(positive("ban_duration", file.ban_duration.unwrap_or(900))?),
+                ban_window: Duration::from_secs(positive(
+                    "ban_window",
+                    file.ban_window.unwrap_or(DEFAULT_BAN_WINDOW_SECS),
+                )?),
+                ban_duration: Duration::from_secs(positive(
+                    "ban_duration",
+                    file.ban_duration.unwrap_or(DEFAULT_BAN_DURATION_SECS),
+                )?),
             },
-            login_timeout: Duration::from_secs(positive("login_timeout", file.login_timeout.unwrap_or(60))?),
-            login_failure_delay: Duration::from_millis(file.login_failure_delay_ms.unwrap_or(1000).min(60_000)),
-            max_login_failures: positive("max_login_failures", file.max_login_failures.unwrap_or(3))?,
+            login_timeout: Duration::from_secs(positive(
+                "login_timeout",
+                file.login_timeout.unwrap_or(DEFAULT_LOGIN_TIMEOUT_SECS),
+            )?),
+            login_failure_delay: Duration::from_millis(
+                file.login_failure_delay_ms.unwrap_or(DEFAULT_LOGIN_FAILURE_DELAY_MS).min(MAX_LOGIN_FAILURE_DELAY_MS),
+            ),
+            max_login_failures: positive(
+                "max_login_failures",
+                file.max_login_failures.unwrap_or(DEFAULT_MAX_LOGIN_FAILURES),
+            )?,
             idle_timeout: Duration::from_secs(idle),
             data_timeout: Duration::from_secs(data),
             mounts,

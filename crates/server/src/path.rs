@@ -66,6 +66,11 @@ impl VirtualPath {
         }
     }
 
+    /// The names from the root down.
+    pub fn components(&self) -> impl Iterator<Item = &str> {
+        self.components.iter().map(String::as_str)
+    }
+
     /// A child of this directory.
     pub fn join(&self, name: &str) -> VirtualPath {
         let mut components = self.components.clone();

@@ -1,13 +1,18 @@
 //! Storage quotas: how many bytes and files a user's home may hold.
 //!
-//! Usage is counted once, by walking the home when the user logs in with
-//! no other session open, and then kept up to date by the sessions:
+//! Usage is counted once, by walking the home through the storage trait
+//! (so any backend can hold a quota'd home) when the user logs in with no
+//! other session open, and then kept up to date by the sessions:
 //! uploads charge every byte before it is written (so an upload stops the
 //! moment it would exceed the quota), deletes and replacements credit.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+use ferroftp_proto::listing::EntryKind;
+
+use crate::path::VirtualPath;
+use crate::storage::Storage;
 
 /// Bytes and files in use.
 #[derive(Debug, Default)]
@@ -17,19 +22,21 @@ pub struct Usage {
 }
 
 impl Usage {
-    /// Counts the regular files beneath `root` (symlinks not followed).
-    pub fn measure(root: &Path) -> Usage {
+    /// Counts the regular files beneath the root of `storage` (symlinks
+    /// not followed). A directory that cannot be listed counts as empty.
+    pub async fn measure(storage: &dyn Storage) -> Usage {
         let (mut bytes, mut files) = (0u64, 0u64);
-        let mut stack = vec![root.to_path_buf()];
+        let mut stack = vec![VirtualPath::root()];
         while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-            for entry in entries.flatten() {
-                let Ok(meta) = entry.metadata() else { continue };
-                if meta.is_dir() {
-                    stack.push(entry.path());
-                } else if meta.is_file() {
-                    bytes += meta.len();
-                    files += 1;
+            let Ok(entries) = storage.list(&dir).await else { continue };
+            for entry in entries {
+                match entry.kind {
+                    EntryKind::Directory => stack.push(dir.join(&entry.name)),
+                    EntryKind::File => {
+                        bytes += entry.size;
+                        files += 1;
+                    }
+                    EntryKind::Symlink | EntryKind::Other => {}
                 }
             }
         }
@@ -151,13 +158,31 @@ mod tests {
         assert!(!q.file_fits());
     }
 
-    #[test]
-    fn measures_a_tree() {
+    #[tokio::test]
+    async fn measures_a_tree_through_the_storage_trait() {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("a"), b"12345").unwrap();
         std::fs::create_dir(d.path().join("sub")).unwrap();
         std::fs::write(d.path().join("sub/b"), b"123").unwrap();
-        let u = Usage::measure(d.path());
+        // An orphaned upload file is not the user's: not counted.
+        std::fs::write(d.path().join("sub/.ferroftp-upload-0000000000000001.tmp"), b"1234567").unwrap();
+        let local = crate::storage::LocalFs::open(d.path(), false).unwrap();
+        let u = Usage::measure(&local).await;
+        assert_eq!((u.bytes(), u.files()), (8, 2));
+        let memory = crate::storage::MemoryFs::new(1 << 20);
+        memory.mkdir(&VirtualPath::root().join("sub"), 0).await.unwrap();
+        for (name, bytes) in [("a", &b"12345"[..]), ("sub/b", b"123")] {
+            let options = crate::storage::UploadOptions {
+                mode: crate::storage::WriteMode::Truncate,
+                umask: 0,
+                atomic: true,
+                keep_partial: false,
+                sync: false,
+            };
+            let upload = memory.open_write(&VirtualPath::root().resolve(name), options).await.unwrap();
+            upload.commit(bytes.to_vec(), true).await.unwrap();
+        }
+        let u = Usage::measure(&memory).await;
         assert_eq!((u.bytes(), u.files()), (8, 2));
     }
 }

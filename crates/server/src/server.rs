@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use crate::auth::{AuthError, UsersFile};
 use crate::config::Config;
 use crate::limits::{Limits, Refusal};
-use crate::storage::{LocalFs, Storage};
+use crate::storage::{Backend, LocalFs, Storage};
 
 /// How long shutdown waits for sessions to say goodbye.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -84,9 +84,8 @@ pub(crate) struct Context {
     pub usage: std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<crate::quota::Usage>>>,
     /// Password checks that may run at once.
     pub password_checks: tokio::sync::Semaphore,
-    /// Virtual users' home directories, one descriptor each however many
-    /// sessions use it.
-    pub homes: crate::storage::homes::Homes,
+    /// Where storage comes from: roots, mounts and users' homes.
+    pub backend: Arc<Backend>,
 }
 
 /// A bound, ready server.
@@ -113,12 +112,35 @@ async fn accept_implicit(l: &Option<TcpListener>) -> std::io::Result<(tokio::net
     }
 }
 
-fn open_root(what: &str, path: &std::path::Path, thread_pool: bool) -> Result<Arc<dyn Storage>, ServerError> {
-    LocalFs::open(path, thread_pool).map(|fs| Arc::new(fs) as Arc<dyn Storage>).map_err(|source| ServerError::Root {
+fn open_root(backend: &Backend, what: &str, path: &std::path::Path) -> Result<Arc<dyn Storage>, ServerError> {
+    backend.open_root(path).map_err(|source| ServerError::Root {
         what: what.to_string(),
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// Removes orphaned upload files beneath every local directory the server
+/// serves (roots, mounts, homes), on a thread of its own: a server killed
+/// mid-upload left them, and nothing else would.
+fn sweep_orphans(config: &Config, users: &[&UsersFile]) {
+    let mut dirs: Vec<std::path::PathBuf> = Vec::new();
+    if config.anonymous.enabled {
+        dirs.push(config.anonymous.root.clone());
+    }
+    dirs.extend(config.mounts.values().cloned());
+    dirs.extend(config.hosts.values().filter_map(|h| h.root.clone()));
+    dirs.extend(users.iter().flat_map(|u| u.user.iter().map(|e| e.home.clone())));
+    dirs.sort();
+    dirs.dedup();
+    let started = std::thread::Builder::new().name("ferroftp-sweep".into()).spawn(move || {
+        let removed: usize =
+            dirs.iter().filter_map(|d| LocalFs::open(d, false).ok()).map(|fs| fs.sweep_orphans()).sum();
+        tracing::info!(directories = dirs.len(), removed, "looked for orphaned upload files");
+    });
+    if let Err(e) = started {
+        tracing::warn!(error = %e, "could not start looking for orphaned upload files");
+    }
 }
 
 async fn resolve_public(address: &str) -> Result<Ipv4Addr, ServerError> {
@@ -148,31 +170,35 @@ impl Server {
     /// # Errors
     /// A [`ServerError`] naming what could not be set up.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
-        let anonymous_storage = if config.anonymous.enabled {
-            Some(open_root("root", &config.anonymous.root, config.storage_thread_pool)?)
-        } else {
-            None
-        };
+        let backend = Backend::new(config.storage, config.storage_thread_pool);
+        let anonymous_storage =
+            if config.anonymous.enabled { Some(open_root(&backend, "root", &config.anonymous.root)?) } else { None };
         let mut mounts = BTreeMap::new();
         for (name, dir) in &config.mounts {
-            mounts.insert(name.clone(), open_root(&format!("mount {name:?}"), dir, config.storage_thread_pool)?);
+            mounts.insert(name.clone(), open_root(&backend, &format!("mount {name:?}"), dir)?);
         }
         let mut hosts = BTreeMap::new();
+        let mut host_users = Vec::new();
         for (name, host) in &config.hosts {
             let anonymous_storage = match &host.root {
-                Some(root) => Some(open_root(&format!("host {name:?} root"), root, config.storage_thread_pool)?),
+                Some(root) => Some(open_root(&backend, &format!("host {name:?} root"), root)?),
                 None => None,
             };
             let users = match &host.users {
                 Some(path) => Some(Arc::new(UsersFile::load(path)?)),
                 None => None,
             };
+            host_users.extend(users.clone());
             hosts.insert(name.clone(), Arc::new(VirtualHost { anonymous_storage, users }));
         }
         let users = match &config.users_file {
             Some(path) => Some(Arc::new(UsersFile::load(path)?)),
             None => None,
         };
+        if matches!(backend, Backend::Local { .. }) {
+            let all_users: Vec<&UsersFile> = users.iter().chain(&host_users).map(|u| &**u).collect();
+            sweep_orphans(&config, &all_users);
+        }
         let public_ipv4 = match &config.public_address {
             Some(a) => Some(resolve_public(a).await?),
             None => None,
@@ -192,7 +218,7 @@ impl Server {
             ctx: Arc::new(Context {
                 limits: Limits::new(config.limits.clone()),
                 usage: Default::default(),
-                homes: crate::storage::homes::Homes::new(config.storage_thread_pool),
+                backend: Arc::new(backend),
                 // SECURITY: memory exhaustion. An argon2id check takes
                 // 19 MiB; a thousand logins at once would take 19 GB, and
                 // the allocator keeps what it grew to (seen: 4 MiB per idle
@@ -215,6 +241,18 @@ impl Server {
     /// The socket's error, if it has none.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The anonymous root, when anonymous login is on: for tools and tests
+    /// that look at or seed what the server serves.
+    pub fn anonymous_storage(&self) -> Option<Arc<dyn Storage>> {
+        self.ctx.anonymous_storage.clone()
+    }
+
+    /// The storage backend: it opens what a user's home holds, as a session
+    /// would see it.
+    pub fn backend(&self) -> Arc<Backend> {
+        Arc::clone(&self.ctx.backend)
     }
 
     /// The TLS state, to reload certificates (e.g. on SIGHUP).

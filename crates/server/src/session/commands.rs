@@ -22,9 +22,12 @@ use crate::data::{listen_passive, DataSetup};
 use crate::path::VirtualPath;
 use crate::permissions::Permission;
 use crate::quota::{Quota, UploadCharge, Usage};
-use crate::storage::{Commit, OpenFile, Reader, Storage, StorageError, WriteMode};
-use crate::transfer::{Job, PartialUpload, UPLOAD_TEMP_PREFIX};
+use crate::storage::{OpenFile, Reader, Storage, StorageError, UploadOptions, WriteMode};
+use crate::transfer::{Job, UploadEnd};
 use std::sync::Weak;
+
+/// Names STOU tries (`name`, `name.1`, ...) before giving up.
+const STOU_TRIES: u32 = 1000;
 
 /// Shortest and longest idle timeouts SITE IDLE accepts, seconds.
 const SITE_IDLE_RANGE: std::ops::RangeInclusive<u64> = 30..=7200;
@@ -43,6 +46,11 @@ enum LoginRefusal {
 
 fn reply(code: u16, text: impl Into<String>) -> Action {
     Action::Reply(Reply::new(code, text))
+}
+
+/// 502 for a command the session's storage cannot carry out.
+pub(super) fn unsupported(what: &str) -> Action {
+    reply(code::NOT_IMPLEMENTED, format!("{what} is not supported by this storage."))
 }
 
 fn storage_error(what: &str, e: &StorageError) -> Action {
@@ -331,7 +339,7 @@ impl Session {
         let entry = tokio::task::spawn_blocking(move || users.verify(&name, &password.0).cloned()).await;
         drop(permit);
         let entry = entry.ok().flatten().ok_or(LoginRefusal::Credentials)?;
-        let storage: Arc<dyn Storage> = match self.ctx.homes.open(&entry.home) {
+        let storage: Arc<dyn Storage> = match self.ctx.backend.open_home(&entry.home) {
             Ok(fs) => fs,
             Err(e) => {
                 tracing::warn!(user = %entry.name, home = %entry.home.display(), error = %e, "home directory unavailable");
@@ -340,7 +348,7 @@ impl Session {
         };
         let quota = if entry.quota_bytes.is_some() || entry.quota_files.is_some() {
             Some(Quota {
-                usage: self.usage_of(&entry.name, &entry.home).await,
+                usage: self.usage_of(&entry.name, storage.as_ref()).await,
                 max_bytes: entry.quota_bytes,
                 max_files: entry.quota_files,
             })
@@ -365,14 +373,13 @@ impl Session {
 
     /// The user's quota usage: shared with the user's other sessions, or
     /// measured afresh when there are none.
-    async fn usage_of(&self, name: &str, home: &std::path::Path) -> Arc<Usage> {
+    async fn usage_of(&self, name: &str, home: &dyn Storage) -> Arc<Usage> {
         let shared =
             self.ctx.usage.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(name).and_then(Weak::upgrade);
         if let Some(usage) = shared {
             return usage;
         }
-        let home = home.to_path_buf();
-        let usage = Arc::new(tokio::task::spawn_blocking(move || Usage::measure(&home)).await.unwrap_or_default());
+        let usage = Arc::new(Usage::measure(home).await);
         let mut map = self.ctx.usage.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         map.retain(|_, weak| weak.strong_count() > 0);
         Arc::clone(
@@ -487,11 +494,18 @@ impl Session {
         if !self.may(Permission::Rename) {
             return Self::permission_denied();
         }
+        let capabilities = self.storage().capabilities();
+        if !capabilities.rename_files {
+            return unsupported("RNFR");
+        }
         let path = self.cwd.resolve(arg);
         if path.is_root() {
             return Self::permission_denied();
         }
         match self.storage().metadata(&path).await {
+            Ok(f) if f.kind == EntryKind::Directory && !capabilities.rename_dirs => {
+                reply(code::NOT_IMPLEMENTED_FOR_PARAMETER, "Renaming a directory is not supported by this storage.")
+            }
             Ok(_) => {
                 self.rename_from = Some(path);
                 reply(code::PENDING_FURTHER_INFO, "Ready for RNTO.")
@@ -527,10 +541,14 @@ impl Session {
 
     async fn site(&mut self, site: SiteCommand) -> Action {
         match site {
+            SiteCommand::Help if !self.capabilities().chmod => reply(code::HELP, "SITE commands: UMASK IDLE HELP"),
             SiteCommand::Help => reply(code::HELP, "SITE commands: CHMOD UMASK IDLE HELP"),
             SiteCommand::Chmod { mode, path } => {
                 if !self.may(Permission::Chmod) {
                     return Self::permission_denied();
+                }
+                if !self.storage().capabilities().chmod {
+                    return unsupported("SITE CHMOD");
                 }
                 let path = self.cwd.resolve(&path);
                 match self.storage().set_mode(&path, mode).await {
@@ -712,32 +730,28 @@ impl Session {
     pub(super) async fn begin_transfer(
         &mut self,
         preliminary: Reply,
-        mut job: Job,
+        job: Job,
         description: String,
         done_text: String,
-        partial: Option<PartialUpload>,
+        partial: Option<UploadEnd>,
     ) -> Action {
-        // Every upload (STOR, APPE, STOU, REST) passes here.
-        if let (Job::Receive { sink, .. }, true) = (&mut job, self.ctx.config.sync_uploads) {
-            sink.sync_on_finish();
-        }
-        if let Some(refusal) = self.data_tls_refusal() {
-            if let Some(p) = partial {
-                p.settle(true).await;
+        let refusal = match (self.data_tls_refusal(), &self.data) {
+            (Some(refusal), _) => refusal,
+            (None, None) => reply(code::CANT_OPEN_DATA, "Use PORT, PASV, EPRT or EPSV first."),
+            (None, Some(_)) => {
+                let setup = self.data.take().expect("checked above");
+                let start = TransferStart { preliminary, job, setup, description, done_text, partial };
+                return Action::Transfer(Box::new(start));
             }
-            return refusal;
+        };
+        // An upload refused before any byte arrived leaves nothing behind.
+        if let Job::Receive { sink, .. } = job {
+            let _ = sink.abort(true).await;
         }
-        match self.data.take() {
-            Some(setup) => {
-                Action::Transfer(Box::new(TransferStart { preliminary, job, setup, description, done_text, partial }))
-            }
-            None => {
-                if let Some(p) = partial {
-                    p.settle(false).await;
-                }
-                reply(code::CANT_OPEN_DATA, "Use PORT, PASV, EPRT or EPSV first.")
-            }
+        if let Some(p) = partial {
+            p.settle().await;
         }
+        refusal
     }
 
     fn mode_name(&self) -> &'static str {
@@ -792,6 +806,17 @@ impl Session {
         if !allowed {
             return Self::permission_denied();
         }
+        let storage = self.storage();
+        let capabilities = storage.capabilities();
+        if append && !capabilities.append {
+            return unsupported("APPE");
+        }
+        if offset > 0 && !capabilities.write_at {
+            return reply(
+                code::NOT_IMPLEMENTED_FOR_PARAMETER,
+                "REST + STOR at an offset is not supported by this storage; upload the whole file.",
+            );
+        }
         let target = self.cwd.resolve(arg);
         if target.is_root() {
             return reply(code::FILE_NAME_NOT_ALLOWED, "File name not allowed.");
@@ -803,64 +828,61 @@ impl Session {
         if let Some(refusal) = self.data_tls_refusal() {
             return refusal;
         }
-        let storage = self.storage();
         let existing = storage.metadata(&target).await.ok();
         if existing.as_ref().is_some_and(|f| f.kind == EntryKind::Directory) {
             return reply(code::FILE_UNAVAILABLE, "Could not create file: Is a directory.");
         }
         let existing_len = existing.as_ref().map(|f| f.size);
+        // SECURITY: a restart offset past the end would leave a hole (a
+        // sparse file of any size, beyond what the quota counts).
+        if offset > existing_len.unwrap_or(0) {
+            return reply(
+                code::INVALID_RESTART,
+                format!(
+                    "Restart offset {offset} is past the end of the file ({} bytes); resume at most from its size.",
+                    existing_len.unwrap_or(0)
+                ),
+            );
+        }
         let quota = self.logged_in().and_then(|l| l.quota.clone());
         if let Some(refusal) = quota.as_ref().and_then(|q| quota_refuses_new_file(q, existing.is_none())) {
             return refusal;
         }
-        let keep = self.ctx.config.partial_uploads == PartialUploads::Keep;
-        let in_place = offset > 0 || append;
-        // What is written, how, and what happens to it if the upload breaks.
-        let (written, mode, commit, keep_as, replaces) = if in_place {
-            // Resuming or appending works in place and is kept when broken.
-            let mode = if offset > 0 { WriteMode::At(offset) } else { WriteMode::Append };
-            (target.clone(), mode, None, Some(target.clone()), 0)
-        } else if self.ctx.config.atomic_uploads {
-            // SECURITY: a broken, aborted or killed upload must never
-            // truncate or replace a good file: write beside it, rename over
-            // it only when complete.
-            let temp = target.parent().join(&format!("{UPLOAD_TEMP_PREFIX}{:016x}.tmp", rand::random::<u64>()));
-            let replaces = existing_len.unwrap_or(0);
-            let commit = Commit { temp: temp.clone(), target: target.clone(), replaces };
-            let keep_as = (keep && existing.is_none()).then(|| target.clone());
-            (temp, WriteMode::CreateNew, Some(commit), keep_as, replaces)
-        } else {
-            (target.clone(), WriteMode::Truncate, None, keep.then(|| target.clone()), 0)
+        let mode = match (offset, append) {
+            (0, false) => WriteMode::Truncate,
+            (0, true) => WriteMode::Append,
+            (at, _) => WriteMode::At(at),
         };
-        let mut sink = match storage.open_write(&written, mode, self.umask).await {
+        // Resuming or appending works in place and keeps what arrived.
+        let keep_partial = self.ctx.config.partial_uploads == PartialUploads::Keep || mode != WriteMode::Truncate;
+        let options = UploadOptions {
+            mode,
+            umask: self.umask,
+            atomic: self.ctx.config.atomic_uploads,
+            keep_partial,
+            sync: self.ctx.config.sync_uploads,
+        };
+        let mut sink = match storage.open_write(&target, options).await {
             Ok(w) => w,
             Err(e) => return storage_error("Could not create file", &e),
         };
-        let closed = sink.closed();
-        // Bytes a truncating open freed at once (STOR in place, or REST).
-        if let (Some(q), Some(len)) = (&quota, existing_len) {
-            match mode {
-                WriteMode::Truncate => q.release(len, 0),
-                WriteMode::At(at) => q.release(len.saturating_sub(at), 0),
-                _ => {}
-            }
+        // Bytes past a restart offset are gone once the upload starts.
+        if let (Some(q), Some(len), WriteMode::At(at)) = (&quota, existing_len, mode) {
+            q.release(len.saturating_sub(at), 0);
         }
-        // Undoing an in-place upload cuts the file back to where it began.
-        let original_len = match (mode, existing_len) {
-            (WriteMode::At(at), Some(_)) => Some(at),
-            (WriteMode::Append, Some(len)) => Some(len),
-            _ => None,
-        };
+        // A replaced file counts until the upload lands.
+        let replaces = if mode == WriteMode::Truncate { existing_len.unwrap_or(0) } else { 0 };
         let charge = quota.map(|quota| {
             Arc::new(UploadCharge { quota, replaces, new_file: existing.is_none(), written: Default::default() })
         });
+        let end = sink.settled().map(|settled| UploadEnd { settled, charge: charge.clone() });
         let verb = if append { "APPE" } else { "STOR" };
         self.begin_transfer(
             Reply::new(code::OPENING_DATA, "Ok to send data."),
-            Job::Receive { sink, ascii: self.transfer_type == TransferType::Ascii, commit, charge: charge.clone() },
+            Job::Receive { sink, ascii: self.transfer_type == TransferType::Ascii, charge },
             format!("{verb} {arg}"),
             "Transfer complete.".into(),
-            Some(PartialUpload { storage, written, keep_as, original_len, charge, closed }),
+            end,
         )
         .await
     }
@@ -887,36 +909,30 @@ impl Session {
         if let Some(refusal) = quota.as_ref().and_then(|q| quota_refuses_new_file(q, true)) {
             return refusal;
         }
-        for n in 0..1000u32 {
+        let options = UploadOptions {
+            mode: WriteMode::CreateNew,
+            umask: self.umask,
+            atomic: false,
+            keep_partial: self.ctx.config.partial_uploads == PartialUploads::Keep,
+            sync: self.ctx.config.sync_uploads,
+        };
+        for n in 0..STOU_TRIES {
             let name = if n == 0 { stem.clone() } else { format!("{stem}.{n}") };
             let path = dir.join(&name);
-            match storage.open_write(&path, WriteMode::CreateNew, self.umask).await {
+            match storage.open_write(&path, options).await {
                 Ok(mut sink) => {
-                    // RFC 1123 4.1.2.9: the 150 reply names the file.
-                    let keep = self.ctx.config.partial_uploads == PartialUploads::Keep;
                     let charge = quota.map(|quota| {
                         Arc::new(UploadCharge { quota, replaces: 0, new_file: true, written: Default::default() })
                     });
-                    let partial = PartialUpload {
-                        storage,
-                        written: path.clone(),
-                        keep_as: keep.then_some(path),
-                        original_len: None,
-                        charge: charge.clone(),
-                        closed: sink.closed(),
-                    };
+                    let end = sink.settled().map(|settled| UploadEnd { settled, charge: charge.clone() });
+                    // RFC 1123 4.1.2.9: the 150 reply names the file.
                     return self
                         .begin_transfer(
                             Reply::new(code::OPENING_DATA, format!("FILE: {name}")),
-                            Job::Receive {
-                                sink,
-                                ascii: self.transfer_type == TransferType::Ascii,
-                                commit: None,
-                                charge,
-                            },
+                            Job::Receive { sink, ascii: self.transfer_type == TransferType::Ascii, charge },
                             format!("STOU {name}"),
                             format!("Transfer complete (unique file name: {name})."),
-                            Some(partial),
+                            end,
                         )
                         .await;
                 }
@@ -958,8 +974,7 @@ impl Session {
         let now = now_unix();
         let per_line = if names_only { 2 } else { 66 };
         let mut text = String::with_capacity(entries.iter().map(|e| e.name.len() + per_line).sum());
-        // Uploads in progress are not part of the directory yet.
-        for entry in entries.iter().filter(|e| !e.name.starts_with(UPLOAD_TEMP_PREFIX)) {
+        for entry in &entries {
             if names_only {
                 text.push_str(&entry.name);
             } else {

@@ -8,14 +8,44 @@ use ferroftp_proto::listing::{mdtm_timestamp, mlsx_line, write_mlsx_line, EntryF
 use ferroftp_proto::{code, Reply};
 use tokio::io::AsyncReadExt;
 
+use super::commands::unsupported;
 use super::{Action, LoginState, Session};
+use crate::hashing::HashAlgorithm;
 use crate::path::VirtualPath;
 use crate::permissions::Permission;
 use crate::storage::Reader;
-use crate::transfer::{Job, UPLOAD_TEMP_PREFIX};
+use crate::transfer::Job;
 
 fn reply(code: u16, text: impl Into<String>) -> Action {
     Action::Reply(Reply::new(code, text))
+}
+
+/// Bytes hashed per read.
+const HASH_CHUNK: usize = 64 * 1024;
+
+/// The digest of everything `reader` holds, in hex. A local file is read
+/// on the blocking pool: its reads never wait, so hashing it in place
+/// would hold the session's thread (and every session on it) for as long
+/// as a big file takes.
+async fn hash_all(reader: Reader, algorithm: HashAlgorithm) -> std::io::Result<String> {
+    let mut hasher = algorithm.hasher();
+    let mut buf = vec![0u8; HASH_CHUNK];
+    match reader {
+        Reader::File(mut file) => tokio::task::spawn_blocking(move || loop {
+            match std::io::Read::read(&mut file, &mut buf)? {
+                0 => return Ok(hasher.finish_hex()),
+                n => hasher.update(&buf[..n]),
+            }
+        })
+        .await
+        .map_err(std::io::Error::other)?,
+        mut stream => loop {
+            match stream.read(&mut buf).await? {
+                0 => return Ok(hasher.finish_hex()),
+                n => hasher.update(&buf[..n]),
+            }
+        },
+    }
 }
 
 impl Session {
@@ -85,7 +115,7 @@ impl Session {
         let (dir_perm, file_perm) = (self.perm_fact(EntryKind::Directory), self.perm_fact(EntryKind::File));
         write_mlsx_line(&mut text, &dir, &self.mlst_facts, Some("cdir"), &dir_perm, ".");
         text.push_str("\r\n");
-        for e in entries.iter().filter(|e| !e.name.starts_with(UPLOAD_TEMP_PREFIX)) {
+        for e in &entries {
             let perm = if e.kind == EntryKind::Directory { &dir_perm } else { &file_perm };
             write_mlsx_line(&mut text, e, &self.mlst_facts, None, perm, &e.name);
             text.push_str("\r\n");
@@ -107,6 +137,9 @@ impl Session {
         }
         let path = self.cwd.resolve(arg);
         let storage = self.storage();
+        if !storage.capabilities().set_mtime {
+            return unsupported("MFMT");
+        }
         match storage.metadata(&path).await {
             Ok(f) if f.kind == EntryKind::File => {}
             Ok(_) => return reply(code::FILE_UNAVAILABLE, format!("MFMT {arg}: not a regular file.")),
@@ -131,26 +164,24 @@ impl Session {
             Ok(f) => f,
             Err(e) => return reply(e.reply_code(), format!("HASH {arg}: {e}.")),
         };
-        let mut reader = match storage.open_read(&path, 0).await {
+        let reader = match storage.open_read(&path, 0).await {
             Ok(opened) => opened.reader,
             Err(e) => return reply(e.reply_code(), format!("HASH {arg}: {e}.")),
         };
-        let mut hasher = self.hash.hasher();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match reader.read(&mut buf).await {
-                Ok(0) => break,
-                Ok(n) => hasher.update(&buf[..n]),
-                Err(e) => return reply(code::LOCAL_ERROR, format!("HASH {arg}: {e}.")),
-            }
-        }
+        let digest = match hash_all(reader, self.hash).await {
+            Ok(digest) => digest,
+            Err(e) => return reply(code::LOCAL_ERROR, format!("HASH {arg}: {e}.")),
+        };
         // The range is inclusive: a 100-byte file is 0-99.
         let end = facts.size.saturating_sub(1);
-        reply(code::FILE_STATUS, format!("{} 0-{end} {} {arg}", self.hash.name(), hasher.finish_hex()))
+        reply(code::FILE_STATUS, format!("{} 0-{end} {digest} {arg}", self.hash.name()))
     }
 
     pub(super) async fn avbl(&mut self, arg: Option<&str>) -> Action {
         let path = arg.map_or_else(|| self.cwd.clone(), |a| self.cwd.resolve(a));
+        if !self.storage().capabilities().free_space {
+            return unsupported("AVBL");
+        }
         let free = match self.storage().available(&path).await {
             Ok(free) => free,
             Err(e) => return reply(e.reply_code(), format!("AVBL {path}: {e}.")),

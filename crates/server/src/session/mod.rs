@@ -37,9 +37,8 @@ use crate::quota::Quota;
 use crate::server::Context;
 use crate::server::VirtualHost;
 use crate::storage::Storage;
-use crate::storage::StorageError;
 use crate::tls::ConnTls;
-use crate::transfer::{self, Job, PartialUpload, TransferError, Transferred};
+use crate::transfer::{self, Job, TransferError, Transferred, UploadEnd};
 use ferroftp_proto::listing::MLSX_FACTS;
 use stream::{ControlReader, ControlWriter};
 
@@ -52,8 +51,7 @@ const MAX_QUEUED_LINES: usize = 32;
 const URGENT_POLL_EVERY: Duration = Duration::from_millis(20);
 const URGENT_POLL_FOR: Duration = Duration::from_secs(3);
 
-/// Default file-creation mask for new files and directories.
-pub(crate) const DEFAULT_UMASK: u32 = 0o022;
+pub(crate) use crate::config::DEFAULT_UMASK;
 
 /// Where a session stands in the login sequence.
 enum LoginState {
@@ -128,8 +126,8 @@ struct RunningTransfer {
     description: String,
     /// The 226 text on success.
     done_text: String,
-    /// For uploads: what to do with the written file if the upload fails.
-    partial: Option<PartialUpload>,
+    /// For uploads: settles a failed upload with its backend and quota.
+    partial: Option<UploadEnd>,
 }
 
 impl RunningTransfer {
@@ -142,7 +140,7 @@ impl RunningTransfer {
             Ok(done) => (Reply::new(code::CLOSING_DATA, self.done_text), Some(done)),
             Err(e) => {
                 if let Some(p) = self.partial {
-                    p.settle(matches!(e, TransferError::Storage(StorageError::QuotaExceeded))).await;
+                    p.settle().await;
                 }
                 (Reply::new(e.reply_code(), e.to_string()), None)
             }
@@ -154,7 +152,7 @@ impl RunningTransfer {
     async fn abort(self) {
         drop(self.task);
         if let Some(p) = self.partial {
-            p.settle(false).await;
+            p.settle().await;
         }
     }
 }
@@ -185,8 +183,8 @@ pub(crate) struct TransferStart {
     description: String,
     /// The 226 text on success.
     done_text: String,
-    /// For uploads: what to do with the written file on failure.
-    partial: Option<PartialUpload>,
+    /// For uploads: settles a failed upload with its backend and quota.
+    partial: Option<UploadEnd>,
 }
 
 impl From<Reply> for Action {

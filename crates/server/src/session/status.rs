@@ -7,6 +7,7 @@ use ferroftp_proto::{code, Reply, TransferType};
 use super::{Action, LoginState, Session};
 use crate::hashing::HashAlgorithm;
 use crate::permissions::Permission;
+use crate::storage::Capabilities;
 use ferroftp_proto::listing::MLSX_FACTS;
 
 /// The extensions FEAT announces (besides MLST and HASH, whose lines show
@@ -14,15 +15,47 @@ use ferroftp_proto::listing::MLSX_FACTS;
 const FEATURES: &[&str] =
     &["AVBL", "CLNT", "EPRT", "EPSV", "HOST", "MDTM", "MFMT", "PASV", "REST STREAM", "SIZE", "TVFS", "UTF8"];
 
+/// Whether a backend's [`Capabilities`] include one capability.
+type Has = fn(&Capabilities) -> bool;
+
+/// Verbs that need a capability of the session's storage, and which.
+const NEEDS: &[(&str, Has)] = &[
+    ("APPE", |c| c.append),
+    ("AVBL", |c| c.free_space),
+    ("MFMT", |c| c.set_mtime),
+    ("RNFR", |c| c.rename_files),
+    ("RNTO", |c| c.rename_files),
+];
+
 impl Session {
+    /// What the storage this session works in can do: the logged-in
+    /// user's, or before login the anonymous root's.
+    pub(super) fn capabilities(&self) -> Capabilities {
+        if let LoginState::LoggedIn(login) = &self.login {
+            return login.storage.capabilities();
+        }
+        let anonymous = match &self.host {
+            Some(host) => host.anonymous_storage.as_ref(),
+            None => self.ctx.anonymous_storage.as_ref(),
+        };
+        anonymous.map_or(self.ctx.backend.capabilities(), |s| s.capabilities())
+    }
+
+    /// Whether `verb` works on this session's storage.
+    fn supported(&self, verb: &str) -> bool {
+        let capabilities = self.capabilities();
+        NEEDS.iter().filter(|(v, _)| v.eq_ignore_ascii_case(verb)).all(|(_, has)| has(&capabilities))
+    }
+
     pub(super) fn help(&self, arg: Option<&str>) -> Action {
         match arg {
+            Some(verb) if !self.supported(verb) => super::commands::unsupported(&verb.to_ascii_uppercase()),
             Some(verb) => match syntax_of(verb) {
                 Some(syntax) => Action::Reply(Reply::new(code::HELP, format!("Syntax: {syntax}"))),
                 None => Action::Reply(Reply::new(code::NOT_IMPLEMENTED, format!("Unknown command {verb:?}."))),
             },
             None => {
-                let verbs: Vec<&str> = COMMANDS.iter().map(|(v, _)| *v).collect();
+                let verbs: Vec<&str> = COMMANDS.iter().map(|(v, _)| *v).filter(|v| self.supported(v)).collect();
                 let body = verbs
                     .chunks(8)
                     .map(|row| row.iter().map(|v| format!("{v:<5}")).collect::<Vec<_>>().join(" "))
@@ -37,7 +70,7 @@ impl Session {
     }
 
     fn feature_lines(&self) -> Vec<String> {
-        let mut lines: Vec<String> = FEATURES.iter().map(|f| (*f).to_string()).collect();
+        let mut lines: Vec<String> = FEATURES.iter().filter(|f| self.supported(f)).map(|f| (*f).to_string()).collect();
         if self.ctx.tls.is_some() {
             lines.extend(["AUTH TLS", "PBSZ", "PROT"].map(String::from));
         }

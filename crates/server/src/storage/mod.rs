@@ -1,15 +1,18 @@
-//! Storage: the trait every backend implements, and its error type.
+//! Storage: the trait every backend implements, what a backend can do
+//! ([`Capabilities`]), and its error type.
 //!
 //! The trait is shaped for a POSIX directory and an object store alike:
-//! whole-path operations, reads from an offset, writes that create,
-//! truncate, append or continue at an offset. Paths are always
-//! [`VirtualPath`]s, already normalized. Listing formats are not the
-//! backend's business: it returns [`EntryFacts`] and the session formats.
+//! whole-path operations, reads from an offset, uploads behind
+//! [`Upload`]. Paths are always [`VirtualPath`]s, already normalized.
+//! Listing formats are not the backend's business: it returns
+//! [`EntryFacts`] and the session formats. Names a backend uses for its
+//! own work (the local backend's temporary upload files) never reach a
+//! client: they are left out of listings and are not found by name.
 
-pub mod homes;
+mod backend;
 pub mod local;
-mod release;
-mod writer;
+pub mod memory;
+mod upload;
 
 use std::io;
 use std::pin::Pin;
@@ -22,7 +25,11 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::path::VirtualPath;
 
+pub use backend::Backend;
+pub use local::homes::Homes;
 pub use local::LocalFs;
+pub use memory::MemoryFs;
+pub use upload::{Ending, Pending, Settled, SettledSender, SpliceTarget, Upload, UploadOptions, WriteMode};
 
 /// A byte stream read from storage.
 pub enum Reader {
@@ -49,8 +56,6 @@ pub struct OpenFile {
     pub size: u64,
 }
 
-pub use writer::{Closed, Commit, Writer};
-
 // Local files are read in place: a read of the page cache takes
 // microseconds, far less than handing it to another thread and back
 // (measured in docs/BENCHMARKS.md). Backends that can stall return
@@ -66,19 +71,6 @@ impl AsyncRead for Reader {
             Reader::Stream(stream) => Pin::new(stream).poll_read(cx, buf),
         }
     }
-}
-
-/// How an upload opens its target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteMode {
-    /// Create, or truncate an existing file (STOR).
-    Truncate,
-    /// Create, or add to the end of an existing file (APPE).
-    Append,
-    /// Continue at this offset, dropping anything after it (REST + STOR).
-    At(u64),
-    /// Create a new file; fail if the name exists (STOU).
-    CreateNew,
 }
 
 /// What went wrong in a storage operation, and the reply it maps to.
@@ -111,6 +103,9 @@ pub enum StorageError {
     /// The name cannot be stored: 553.
     #[error("File name not allowed")]
     InvalidName,
+    /// The backend cannot do this (see [`Capabilities`]): 502.
+    #[error("{0} is not supported by this storage")]
+    Unsupported(&'static str),
     /// Any other I/O failure: 451.
     #[error("Local error: {0}")]
     Io(io::Error),
@@ -129,9 +124,51 @@ impl StorageError {
             StorageError::NoSpace => code::INSUFFICIENT_STORAGE,
             StorageError::QuotaExceeded => code::EXCEEDED_STORAGE,
             StorageError::InvalidName => code::FILE_NAME_NOT_ALLOWED,
+            StorageError::Unsupported(_) => code::NOT_IMPLEMENTED,
             StorageError::Io(_) => code::LOCAL_ERROR,
         }
     }
+
+    /// Whether an upload that failed with this error must leave nothing
+    /// behind, whatever `partial_uploads` says: a part kept on a full disk
+    /// or over a quota would make the next upload fail too.
+    pub fn discards_partial(&self) -> bool {
+        matches!(self, StorageError::NoSpace | StorageError::QuotaExceeded)
+    }
+}
+
+/// What a backend can do beyond reading, listing, creating, deleting and
+/// whole-file uploads. A command that needs a missing capability is
+/// refused with a reply naming why, and FEAT and HELP leave it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Add to the end of a file (APPE).
+    pub append: bool,
+    /// Continue an upload at an offset inside a file (REST + STOR).
+    pub write_at: bool,
+    /// Rename a file (RNFR/RNTO).
+    pub rename_files: bool,
+    /// Rename a directory with everything in it.
+    pub rename_dirs: bool,
+    /// Set permission bits (SITE CHMOD).
+    pub chmod: bool,
+    /// Set a file's modification time (MFMT).
+    pub set_mtime: bool,
+    /// Tell the free space (AVBL).
+    pub free_space: bool,
+}
+
+impl Capabilities {
+    /// Everything: a POSIX directory.
+    pub const ALL: Capabilities = Capabilities {
+        append: true,
+        write_at: true,
+        rename_files: true,
+        rename_dirs: true,
+        chmod: true,
+        set_mtime: true,
+        free_space: true,
+    };
 }
 
 impl From<io::Error> for StorageError {
@@ -159,9 +196,12 @@ impl From<io::Error> for StorageError {
     }
 }
 
-/// A place files live: a local directory now, an object store later.
+/// A place files live: a local directory, memory, an object store.
 #[async_trait]
 pub trait Storage: Send + Sync + std::fmt::Debug {
+    /// What this backend can do; the others' methods answer
+    /// [`StorageError::Unsupported`].
+    fn capabilities(&self) -> Capabilities;
     /// Facts about one entry (following symlinks that stay inside).
     async fn metadata(&self, path: &VirtualPath) -> Result<EntryFacts, StorageError>;
     /// The entries of a directory, sorted by name.
@@ -169,8 +209,8 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Opens a file for reading from `offset`; a directory is
     /// [`StorageError::IsADirectory`].
     async fn open_read(&self, path: &VirtualPath, offset: u64) -> Result<OpenFile, StorageError>;
-    /// Opens a file for writing; `umask` clears bits of a new file's mode.
-    async fn open_write(&self, path: &VirtualPath, mode: WriteMode, umask: u32) -> Result<Writer, StorageError>;
+    /// Starts an upload to `path`.
+    async fn open_write(&self, path: &VirtualPath, options: UploadOptions) -> Result<Box<dyn Upload>, StorageError>;
     /// Creates a directory.
     async fn mkdir(&self, path: &VirtualPath, umask: u32) -> Result<(), StorageError>;
     /// Removes an empty directory.
@@ -181,8 +221,6 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     async fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<(), StorageError>;
     /// Sets permission bits.
     async fn set_mode(&self, path: &VirtualPath, mode: u32) -> Result<(), StorageError>;
-    /// Cuts a file back to `len` bytes (undoing an append).
-    async fn truncate(&self, path: &VirtualPath, len: u64) -> Result<(), StorageError>;
     /// Sets the modification time, seconds since the epoch (MFMT).
     async fn set_mtime(&self, path: &VirtualPath, secs: i64) -> Result<(), StorageError>;
     /// Bytes free for new data beneath `path` (AVBL).

@@ -18,64 +18,32 @@ use std::os::fd::{AsFd, OwnedFd};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 
 use crate::data::{DataConn, DataError, DataSetup};
-use crate::path::VirtualPath;
 use crate::quota::UploadCharge;
-use crate::storage::{Closed, Commit, Reader, Storage, StorageError, Writer};
+use crate::storage::{Ending, Pending, Reader, Settled, StorageError, Upload};
 
 mod stream_thread;
 
-/// Prefix of the temporary names atomic uploads are written under; such
-/// entries are hidden from listings.
-pub const UPLOAD_TEMP_PREFIX: &str = ".ferroftp-upload-";
-
-/// What to do with the file an upload wrote when the upload fails.
-pub struct PartialUpload {
-    /// Where the file is.
-    pub storage: Arc<dyn Storage>,
-    /// The file written (the temporary file, or the target itself).
-    pub written: VirtualPath,
-    /// `Some(target)`: keep it under that name; `None`: delete it.
-    pub keep_as: Option<VirtualPath>,
-    /// For an upload into an existing file (APPE, REST): its length before,
-    /// to cut it back to when what arrived must go.
-    pub original_len: Option<u64>,
+/// How a failed upload is settled: its backend keeps or removes what
+/// arrived, and the quota it was charged to is squared with that.
+pub struct UploadEnd {
+    /// Resolves once the backend is done with the upload.
+    pub settled: Settled,
     /// The quota the upload was charged to.
     pub charge: Option<Arc<UploadCharge>>,
-    /// Resolves once the upload's file is closed: settling waits for a
-    /// write still running after the transfer was dropped, so a late
-    /// write can never land after the file is cut back or removed.
-    pub closed: Option<Closed>,
 }
 
-impl PartialUpload {
-    /// Keeps or removes what a failed upload wrote, as decided when it
-    /// began; with `discard` (the quota was exceeded) always removes it.
-    pub async fn settle(mut self, discard: bool) {
-        if let Some(closed) = self.closed.take() {
-            closed.wait().await;
-        }
-        let kept = match (&self.keep_as, discard) {
-            (_, true) | (None, _) => false,
-            (Some(target), false) if *target == self.written => true,
-            (Some(target), false) => self.storage.rename(&self.written, target).await.is_ok(),
-        };
-        if kept {
-            if let Some(c) = &self.charge {
-                c.completed();
+impl UploadEnd {
+    /// Waits until the upload's backend has kept or removed what a failed
+    /// upload wrote (the write still running after an ABOR included), then
+    /// credits the quota for what was removed.
+    pub async fn settle(self) {
+        let ending = self.settled.wait().await;
+        if let Some(c) = &self.charge {
+            match ending {
+                Ending::Kept => c.completed(),
+                Ending::Discarded => c.discarded(),
+                Ending::Committed => {}
             }
-            return;
-        }
-        let removed = match self.original_len {
-            Some(len) => self.storage.truncate(&self.written, len).await,
-            None => self.storage.delete(&self.written).await,
-        };
-        match removed {
-            Ok(()) => {
-                if let Some(c) = &self.charge {
-                    c.discarded();
-                }
-            }
-            Err(e) => tracing::warn!(path = %self.written, error = %e, "could not remove a partial upload"),
         }
     }
 }
@@ -105,11 +73,9 @@ pub enum Job {
     /// The client to storage: STOR, APPE, STOU.
     Receive {
         /// The target.
-        sink: Writer,
+        sink: Box<dyn Upload>,
         /// Convert CRLF to LF (TYPE A).
         ascii: bool,
-        /// For an atomic upload: the rename that completes it.
-        commit: Option<Commit>,
         /// The quota this upload is charged to.
         charge: Option<Arc<UploadCharge>>,
     },
@@ -496,13 +462,13 @@ pub async fn run(
             data.shutdown().await.map_err(TransferError::Network)?;
             Ok(Transferred::closed(total))
         }
-        Job::Receive { sink, ascii, commit, charge } => {
+        Job::Receive { mut sink, ascii, charge } => {
             let limits = ReceiveOptions {
                 batch: if rate.is_some() { chunk } else { RECEIVE_BATCH },
                 wire: if rate.is_some() { chunk } else { RECEIVE_WIRE_MAX },
-                // splice(2) refuses files opened to append; TYPE A must
+                // Only to a backend that offers a descriptor; TYPE A must
                 // convert, a rate limit must pace, TLS must decrypt.
-                may_stream: !sink.appends() && !ascii && rate.is_none() && data.socket().is_some(),
+                may_stream: sink.splice_target().is_some() && !ascii && rate.is_none() && data.socket().is_some(),
             };
             let mut sink = Sink::Idle((sink, Vec::new()));
             let received =
@@ -510,14 +476,17 @@ pub async fn run(
             let (total, last) = match received {
                 Ok(done) => done,
                 Err(e) => {
-                    // Let a running write end before the partial file is
-                    // settled (kept, cut back or deleted).
-                    let _ = sink.settle().await;
+                    // Let a running write end, then end the upload: kept
+                    // or removed as it was opened to do, always removed
+                    // when space or quota ran out.
+                    if let Ok((upload, _)) = sink.settle().await {
+                        let _ = upload.abort(matches!(&e, TransferError::Storage(s) if s.discards_partial())).await;
+                    }
                     return Err(e);
                 }
             };
             let whole = total == last.len() as u64;
-            sink.finish(last, whole, commit).await?;
+            sink.finish(last, whole).await?;
             // Answer the client's close: for TLS this is our close_notify,
             // which clients that close both ways (ftplib) wait for. Every
             // byte is already in, so a client that has gone is no error.
@@ -669,13 +638,13 @@ async fn stream_on_thread(
     // file back.
     let streamed = async {
         let socket = Arc::new(OwnedFd::from(plain.try_clone().map_err(TransferError::Network)?));
-        let (writer, spare) = sink.settle().await?;
+        let (upload, spare) = sink.settle().await?;
         let (charge, progress) = (charge.cloned(), progress.clone());
-        let (writer, moved, ended) = stream_thread::on_thread(&socket.clone(), permit, move |cancel| {
-            stream_thread::run(stream_thread::Stream { socket, writer, pending, charge, progress, cancel })
+        let (upload, moved, ended) = stream_thread::on_thread(&socket.clone(), permit, move |cancel| {
+            stream_thread::run(stream_thread::Stream { socket, upload, pending, charge, progress, cancel })
         })
         .await?;
-        *sink = Sink::Idle((writer, spare));
+        *sink = Sink::Idle((upload, spare));
         Ok((moved, ended?))
     }
     .await;
@@ -704,23 +673,18 @@ pub(crate) async fn poll_once<F: Future>(future: F) -> Option<F::Output> {
     .await
 }
 
-/// The upload's file and a buffer free for the next batch.
-type Spare = (Writer, Vec<u8>);
+/// The upload and a buffer free for the next batch.
+type Spare = (Box<dyn Upload>, Vec<u8>);
 
-/// An upload's file as the receive loop drives it: at most one batch is
-/// being written on the blocking pool while the next is read.
+/// An upload as the receive loop drives it: at most one batch is being
+/// written while the next is read.
 enum Sink {
-    /// The file and a spare buffer, no write running.
+    /// The upload and a spare buffer, no write running.
     Idle(Spare),
-    /// A write running on the blocking pool; it hands both back.
-    Writing(tokio::task::JoinHandle<io::Result<Spare>>),
-    /// Neither: a write failed or was never handed back.
+    /// A write running; it hands both back.
+    Writing(Pending<Spare>),
+    /// Neither: a write failed (and its backend ended the upload).
     Gone,
-}
-
-/// The result of a storage job on the blocking pool.
-async fn pooled<T>(job: tokio::task::JoinHandle<io::Result<T>>) -> Result<T, TransferError> {
-    job.await.map_err(thread_lost)?.map_err(|e| TransferError::Storage(e.into()))
 }
 
 /// A blocking-pool job that panicked or was cancelled: its file is in an
@@ -730,40 +694,27 @@ fn thread_lost(e: tokio::task::JoinError) -> TransferError {
 }
 
 impl Sink {
-    /// Waits for the running write, if any; the file and a spare buffer.
+    /// Waits for the running write, if any; the upload and a spare buffer.
     async fn settle(&mut self) -> Result<Spare, TransferError> {
         match std::mem::replace(self, Sink::Gone) {
             Sink::Idle(spare) => Ok(spare),
-            Sink::Writing(job) => pooled(job).await,
-            Sink::Gone => Err(TransferError::Storage(StorageError::Io(io::Error::other("upload file lost")))),
+            Sink::Writing(job) => job.await.map_err(TransferError::Storage),
+            Sink::Gone => Err(TransferError::Storage(StorageError::Io(io::Error::other("upload lost")))),
         }
     }
 
     /// Starts writing a full batch; returns an empty buffer for the next.
     async fn write(&mut self, batch: Vec<u8>) -> Result<Vec<u8>, TransferError> {
-        let (mut file, mut spare) = self.settle().await?;
-        *self = Sink::Writing(tokio::task::spawn_blocking(move || {
-            file.write_all(&batch)?;
-            Ok((file, batch))
-        }));
+        let (upload, mut spare) = self.settle().await?;
+        *self = Sink::Writing(upload.write(batch));
         spare.clear();
         Ok(spare)
     }
 
-    /// Writes the last bytes, closes the file and renames it into place
-    /// (temporary name, final name): one trip to the blocking pool. A
-    /// whole upload (one batch) is written into space allocated for it,
-    /// any other's last batch into reserved space (see [`Writer`]).
-    async fn finish(mut self, last: Vec<u8>, whole: bool, commit: Option<Commit>) -> Result<(), TransferError> {
-        let (mut file, _) = self.settle().await?;
-        pooled(tokio::task::spawn_blocking(move || {
-            if whole && !last.is_empty() {
-                file.write_all_allocated(&last)?;
-            } else {
-                file.write_all(&last)?;
-            }
-            file.finish(commit.as_ref())
-        }))
-        .await
+    /// Writes the last bytes and commits the upload (for a local file one
+    /// trip to the blocking pool: write, close, rename into place).
+    async fn finish(mut self, last: Vec<u8>, whole: bool) -> Result<(), TransferError> {
+        let (upload, _) = self.settle().await?;
+        upload.commit(last, whole).await.map_err(TransferError::Storage)
     }
 }

@@ -47,7 +47,7 @@ use rustix::pipe::{splice, SpliceFlags};
 
 use super::TransferError;
 use crate::quota::UploadCharge;
-use crate::storage::{StorageError, Writer};
+use crate::storage::{StorageError, Upload};
 
 /// How long the client may pause before the transfer goes back to the
 /// async path (and the thread to the pool).
@@ -97,7 +97,7 @@ pub(super) enum Ended {
 
 /// What a streaming run hands back: the file, the bytes it moved, and how
 /// it ended.
-pub(super) type Outcome = (Writer, u64, Result<Ended, TransferError>);
+pub(super) type Outcome = (Box<dyn Upload>, u64, Result<Ended, TransferError>);
 
 /// Stops a streaming run from the async side: set when the transfer is
 /// dropped (ABOR, disconnect).
@@ -170,8 +170,8 @@ pub(super) async fn on_thread<T: Send + 'static>(
 pub(super) struct Stream {
     /// The data connection (a duplicate of the session's descriptor).
     pub socket: Arc<OwnedFd>,
-    /// The upload's file; not opened to append.
-    pub writer: Writer,
+    /// The upload; its backend offers a descriptor to splice into.
+    pub upload: Box<dyn Upload>,
     /// Bytes already read (and charged) but not yet written: written first.
     pub pending: Vec<u8>,
     /// The quota to charge.
@@ -185,10 +185,13 @@ pub(super) struct Stream {
 /// Moves the upload from the socket to the file until the client closes
 /// the connection or pauses (blocking: run it on the blocking pool).
 pub(super) fn run(stream: Stream) -> Outcome {
-    let Stream { socket, mut writer, pending, charge, progress, cancel } = stream;
+    let Stream { socket, mut upload, pending, charge, progress, cancel } = stream;
     let mut moved = 0u64;
     let mut pump = || {
-        writer.write_all(&pending).map_err(storage_error)?;
+        let target = upload
+            .splice_target()
+            .ok_or_else(|| storage_error(io::Error::other("the upload's storage has no descriptor to splice into")))?;
+        target.write_all(&pending).map_err(storage_error)?;
         let (pipe_out, pipe_in) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(storage_errno)?;
         let _ = rustix::pipe::fcntl_setpipe_size(&pipe_in, PIPE_SIZE);
         loop {
@@ -211,14 +214,14 @@ pub(super) fn run(stream: Stream) -> Outcome {
             if charge.as_ref().is_some_and(|c| !c.charge(n as u64)) {
                 return Err(TransferError::Storage(StorageError::QuotaExceeded));
             }
-            writer.reserve_ahead(n as u64);
-            drain_pipe(&pipe_out, &writer, n)?;
+            target.reserve_ahead(n as u64);
+            drain_pipe(&pipe_out, &target.as_fd(), n)?;
             moved += n as u64;
             progress.fetch_add(n as u64, Ordering::Relaxed);
         }
     };
     let ended = pump();
-    (writer, moved, ended)
+    (upload, moved, ended)
 }
 
 /// Bytes a download copies per read: small enough to stay in the cache
@@ -326,7 +329,7 @@ fn aborted() -> TransferError {
 mod tests {
     use super::*;
     use crate::path::VirtualPath;
-    use crate::storage::{LocalFs, Storage, WriteMode};
+    use crate::storage::{LocalFs, Storage, UploadOptions, WriteMode};
     use std::io::Write;
     use std::net::{TcpListener, TcpStream};
 
@@ -344,16 +347,18 @@ mod tests {
         (0..len).map(|i| (i * 7 + i / 4093) as u8).collect()
     }
 
-    async fn writer(root: &std::path::Path, name: &str) -> Writer {
+    async fn writer(root: &std::path::Path, name: &str) -> Box<dyn Upload> {
         let fs = LocalFs::open(root, false).unwrap();
-        fs.open_write(&VirtualPath::root().join(name), WriteMode::CreateNew, 0o022).await.unwrap()
+        let options =
+            UploadOptions { mode: WriteMode::CreateNew, umask: 0o022, atomic: false, keep_partial: true, sync: false };
+        fs.open_write(&VirtualPath::root().join(name), options).await.unwrap()
     }
 
-    fn stream(socket: Arc<OwnedFd>, writer: Writer, pending: &[u8]) -> (Stream, Arc<Cancel>) {
+    fn stream(socket: Arc<OwnedFd>, upload: Box<dyn Upload>, pending: &[u8]) -> (Stream, Arc<Cancel>) {
         let cancel = Arc::new(Cancel::new(socket.clone()));
         let stream = Stream {
             socket,
-            writer,
+            upload,
             pending: pending.to_vec(),
             charge: None,
             progress: Arc::new(AtomicU64::new(0)),
@@ -378,7 +383,7 @@ mod tests {
         sender.join().unwrap();
         assert_eq!(ended.unwrap(), Ended::Finished);
         assert_eq!(moved, (body.len() - 1000) as u64);
-        writer.finish(None).unwrap();
+        writer.commit(Vec::new(), false).await.unwrap();
         assert!(std::fs::read(root.path().join("f")).unwrap() == body);
     }
 
@@ -391,7 +396,7 @@ mod tests {
         let (writer, moved, ended) = tokio::task::spawn_blocking(move || run(stream)).await.unwrap();
         assert_eq!(ended.unwrap(), Ended::Paused);
         assert_eq!(moved, 300_000);
-        writer.finish(None).unwrap();
+        writer.commit(Vec::new(), false).await.unwrap();
         assert!(std::fs::read(root.path().join("f")).unwrap() == pattern(300_000));
         drop(client);
     }

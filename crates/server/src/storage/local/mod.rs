@@ -21,6 +21,16 @@
 //! exception: creating a new, empty file (`WriteMode::CreateNew`, the
 //! atomic upload's temporary file) has no data to flush and runs like a
 //! read; it saved 12% of the server's CPU per small upload.
+//!
+//! Atomic uploads' temporary files (`temp`) are this backend's own: they
+//! are left out of listings, no client path can name one, and orphans
+//! left by a crash are removed.
+
+pub mod homes;
+mod release;
+mod temp;
+mod upload;
+mod writer;
 
 use std::io::{self, Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
@@ -33,7 +43,9 @@ use cap_std::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use ferroftp_proto::listing::{EntryFacts, EntryKind, UniqueId};
 use rustix::fs::{Mode, OFlags};
 
-use super::{OpenFile, Reader, Storage, StorageError, WriteMode, Writer};
+use self::upload::{LocalUpload, Plan};
+use self::writer::Writer;
+use super::{Capabilities, OpenFile, Reader, Storage, StorageError, Upload, UploadOptions, WriteMode};
 use crate::path::VirtualPath;
 
 /// A directory on the local filesystem.
@@ -64,6 +76,12 @@ impl LocalFs {
     pub fn identity(&self) -> io::Result<(u64, u64)> {
         let meta = self.root.dir_metadata()?;
         Ok((meta.dev(), meta.ino()))
+    }
+
+    /// Removes the orphaned temporary files of uploads beneath the root
+    /// (blocking: a walk of the whole tree); how many.
+    pub fn sweep_orphans(&self) -> usize {
+        temp::sweep(&self.root)
     }
 
     /// Runs a closure that only reads: in place, or on the blocking pool
@@ -151,16 +169,35 @@ fn name_of(path: &VirtualPath) -> String {
     path.file_name().unwrap_or("/").to_string()
 }
 
+/// The path beneath the root for a client's `path`, which must not name
+/// one of our temporary files (as if it did not exist).
+fn existing(path: &VirtualPath) -> Result<String, StorageError> {
+    if path.components().any(|c| temp::is_temp_name(c.as_bytes())) {
+        return Err(StorageError::NotFound);
+    }
+    Ok(path.relative())
+}
+
+/// The path beneath the root for a name a client creates, which must not
+/// be one of our temporary names.
+fn new_name(path: &VirtualPath) -> Result<String, StorageError> {
+    existing(path).map_err(|_| StorageError::InvalidName)
+}
+
 #[async_trait]
 impl Storage for LocalFs {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::ALL
+    }
+
     async fn metadata(&self, path: &VirtualPath) -> Result<EntryFacts, StorageError> {
-        let rel = path.relative();
+        let rel = existing(path)?;
         let name = name_of(path);
         self.reading(move |root| root.metadata(&rel).map(|m| facts(name, &m))).await
     }
 
     async fn list(&self, path: &VirtualPath) -> Result<Vec<EntryFacts>, StorageError> {
-        let rel = path.relative();
+        let rel = existing(path)?;
         // Always on the pool: a listing stats every entry, and 10,000 of
         // them would hold a session thread (and every session waiting on
         // it) for 15 ms.
@@ -180,6 +217,12 @@ impl Storage for LocalFs {
                 let entry = entry.map_err(io::Error::from)?;
                 let file_name = entry.file_name();
                 if matches!(file_name.to_bytes(), b"." | b"..") {
+                    continue;
+                }
+                // Uploads in progress are not part of the directory yet;
+                // one nobody owns any more is removed.
+                if temp::is_temp_name(file_name.to_bytes()) {
+                    temp::reap(&dir, std::ffi::OsStr::from_bytes(file_name.to_bytes()));
                     continue;
                 }
                 let name = String::from_utf8_lossy(file_name.to_bytes()).into_owned();
@@ -205,7 +248,7 @@ impl Storage for LocalFs {
     }
 
     async fn open_read(&self, path: &VirtualPath, offset: u64) -> Result<OpenFile, StorageError> {
-        let rel = path.relative();
+        let rel = existing(path)?;
         let (file, size) = self
             .reading(move |root| {
                 let mut file = root.open(&rel)?.into_std();
@@ -227,30 +270,62 @@ impl Storage for LocalFs {
         Ok(OpenFile { reader, size })
     }
 
-    async fn open_write(&self, path: &VirtualPath, mode: WriteMode, umask: u32) -> Result<Writer, StorageError> {
-        let rel = path.relative();
+    async fn open_write(&self, path: &VirtualPath, options: UploadOptions) -> Result<Box<dyn Upload>, StorageError> {
+        let rel = new_name(path)?;
+        let UploadOptions { mode, umask, atomic, keep_partial, sync } = options;
+        let file_mode = 0o666 & !umask;
+        let root = Arc::clone(&self.root);
+        if atomic && mode == WriteMode::Truncate {
+            // SECURITY: a broken, aborted or killed upload must never
+            // truncate or replace a good file: write beside it, rename over
+            // it only when complete. Creating an empty file runs like a read.
+            let parent = path.parent().relative();
+            let target = std::path::PathBuf::from(&rel);
+            let (temp, file, replaces) = self
+                .reading(move |root| {
+                    let replaces = root.symlink_metadata(&target).is_ok();
+                    let (temp, file) = temp::create(root, &parent, file_mode)?;
+                    Ok((temp, file, replaces))
+                })
+                .await?;
+            let plan = Plan::Atomic { temp, target: rel.into(), replaces };
+            return Ok(Box::new(LocalUpload::new(Writer::new(file, false), root, plan, keep_partial, sync)));
+        }
         let open = move |root: &Dir| {
             let mut options = OpenOptions::new();
-            options.write(true).mode(0o666 & !umask);
+            options.write(true).mode(file_mode);
             match mode {
                 WriteMode::Truncate => options.create(true).truncate(true),
                 WriteMode::Append => options.create(true).append(true),
                 WriteMode::At(_) => options.create(true),
                 WriteMode::CreateNew => options.create_new(true),
             };
+            // What the file held before, for cutting it back.
+            let before = match mode {
+                WriteMode::Append | WriteMode::At(_) => root.metadata(&rel).ok().map(|m| m.len()),
+                _ => None,
+            };
             let mut file = root.open_with(&rel, &options)?.into_std();
-            if let WriteMode::At(offset) = mode {
-                file.set_len(offset)?;
-                file.seek(SeekFrom::Start(offset))?;
-            }
-            Ok(file)
+            let original_len = match mode {
+                WriteMode::At(offset) => {
+                    file.set_len(offset)?;
+                    file.seek(SeekFrom::Start(offset))?;
+                    before.map(|_| offset)
+                }
+                WriteMode::Append => before,
+                _ => None,
+            };
+            Ok((file, rel, original_len))
         };
-        let file = if mode == WriteMode::CreateNew { self.reading(open).await? } else { self.blocking(open).await? };
-        Ok(Writer::new(file, Arc::clone(&self.root), mode == WriteMode::Append))
+        let (file, rel, original_len) =
+            if mode == WriteMode::CreateNew { self.reading(open).await? } else { self.blocking(open).await? };
+        let plan = Plan::InPlace { target: rel.into(), original_len };
+        let writer = Writer::new(file, mode == WriteMode::Append);
+        Ok(Box::new(LocalUpload::new(writer, root, plan, keep_partial, sync)))
     }
 
     async fn mkdir(&self, path: &VirtualPath, umask: u32) -> Result<(), StorageError> {
-        let rel = path.relative();
+        let rel = new_name(path)?;
         self.blocking(move |root| {
             let mut builder = DirBuilder::new();
             builder.mode(0o777 & !umask);
@@ -260,12 +335,12 @@ impl Storage for LocalFs {
     }
 
     async fn rmdir(&self, path: &VirtualPath) -> Result<(), StorageError> {
-        let rel = path.relative();
+        let rel = existing(path)?;
         self.blocking(move |root| root.remove_dir(&rel)).await
     }
 
     async fn delete(&self, path: &VirtualPath) -> Result<(), StorageError> {
-        let rel = path.relative();
+        let rel = existing(path)?;
         self.blocking(move |root| {
             if root.symlink_metadata(&rel)?.is_dir() {
                 return Err(io::Error::from(io::ErrorKind::IsADirectory));
@@ -276,17 +351,17 @@ impl Storage for LocalFs {
     }
 
     async fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<(), StorageError> {
-        let (from, to) = (from.relative(), to.relative());
+        let (from, to) = (existing(from)?, new_name(to)?);
         self.blocking(move |root| root.rename(&from, root, &to)).await
     }
 
     async fn set_mode(&self, path: &VirtualPath, mode: u32) -> Result<(), StorageError> {
-        let rel = path.relative();
+        let rel = existing(path)?;
         self.blocking(move |root| root.set_permissions(&rel, Permissions::from_mode(mode))).await
     }
 
     async fn set_mtime(&self, path: &VirtualPath, secs: i64) -> Result<(), StorageError> {
-        let rel = path.relative();
+        let rel = existing(path)?;
         let when = if secs >= 0 {
             std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64)
         } else {
@@ -296,7 +371,7 @@ impl Storage for LocalFs {
     }
 
     async fn available(&self, path: &VirtualPath) -> Result<u64, StorageError> {
-        let rel = path.relative();
+        let rel = existing(path)?;
         self.reading(move |root| {
             let dir = root.open_dir(&rel)?;
             let stat = rustix::fs::fstatvfs(&dir).map_err(io::Error::from)?;
@@ -304,18 +379,25 @@ impl Storage for LocalFs {
         })
         .await
     }
-
-    async fn truncate(&self, path: &VirtualPath, len: u64) -> Result<(), StorageError> {
-        let rel = path.relative();
-        self.blocking(move |root| root.open_with(&rel, OpenOptions::new().write(true))?.set_len(len)).await
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::Commit;
+    use crate::storage::Ending;
     use tokio::io::AsyncReadExt;
+
+    fn options(mode: WriteMode, atomic: bool, keep_partial: bool) -> UploadOptions {
+        UploadOptions { mode, umask: 0o022, atomic, keep_partial, sync: false }
+    }
+
+    /// Names in the root directory, as the filesystem has them.
+    fn names(root: &std::path::Path) -> Vec<String> {
+        let mut names: Vec<String> =
+            std::fs::read_dir(root).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    }
 
     #[tokio::test]
     async fn symlink_out_of_root_is_refused() {
@@ -329,7 +411,8 @@ mod tests {
         assert!(fs.open_read(&p, 0).await.is_err());
         assert!(fs.open_read(&VirtualPath::root().resolve("passwd"), 0).await.is_err());
         assert!(fs.list(&VirtualPath::root().resolve("escape")).await.is_err());
-        assert!(fs.open_write(&p, WriteMode::Truncate, 0o022).await.is_err());
+        assert!(fs.open_write(&p, options(WriteMode::Truncate, false, false)).await.is_err());
+        assert!(fs.open_write(&p, options(WriteMode::Truncate, true, false)).await.is_err());
         assert_eq!(std::fs::read(outside.path().join("secret")).unwrap(), b"secret");
     }
 
@@ -344,43 +427,81 @@ mod tests {
         let mut s = Vec::new();
         opened.reader.read_to_end(&mut s).await.unwrap();
         assert_eq!(s, b"456789");
-        let mut w = fs.open_write(&p, WriteMode::At(3), 0o022).await.unwrap();
-        w.write_all(b"xy").unwrap();
-        w.finish(None).unwrap();
-        assert_eq!(std::fs::read(root.path().join("f")).unwrap(), b"012xy");
+        let w = fs.open_write(&p, options(WriteMode::At(3), false, true)).await.unwrap();
+        let (w, _) = w.write(b"xy".to_vec()).await.unwrap();
+        w.commit(b"z".to_vec(), false).await.unwrap();
+        assert_eq!(std::fs::read(root.path().join("f")).unwrap(), b"012xyz");
     }
 
     #[tokio::test]
-    async fn a_finished_upload_is_renamed_into_place_beneath_its_root() {
+    async fn an_atomic_upload_replaces_its_target_only_when_committed() {
         let root = tempfile::tempdir().unwrap();
         std::fs::write(root.path().join("target"), b"old").unwrap();
         let fs = LocalFs::open(root.path(), false).unwrap();
-        let (temp, target) = (VirtualPath::root().resolve(".t"), VirtualPath::root().resolve("target"));
-        let mut w = fs.open_write(&temp, WriteMode::CreateNew, 0o022).await.unwrap();
-        w.write_all(b"new bytes").unwrap();
-        assert_eq!(std::fs::read(root.path().join("target")).unwrap(), b"old", "not replaced before finish");
-        w.finish(Some(&Commit { temp: temp.clone(), target: target.clone(), replaces: 3 })).unwrap();
+        let target = VirtualPath::root().resolve("target");
+        let mut w = fs.open_write(&target, options(WriteMode::Truncate, true, true)).await.unwrap();
+        let settled = w.settled().unwrap();
+        let (w, _) = w.write(b"new ".to_vec()).await.unwrap();
+        assert_eq!(std::fs::read(root.path().join("target")).unwrap(), b"old", "replaced before the commit");
+        // The temporary file is the backend's own: not listed, not found.
+        let listed = fs.list(&VirtualPath::root()).await.unwrap();
+        assert_eq!(listed.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["target"]);
+        let temp = names(root.path()).into_iter().find(|n| n.starts_with(temp::PREFIX)).expect("no temporary file");
+        let by_name = VirtualPath::root().resolve(&temp);
+        assert!(matches!(fs.metadata(&by_name).await, Err(StorageError::NotFound)));
+        assert!(matches!(fs.delete(&by_name).await, Err(StorageError::NotFound)));
+        assert!(matches!(fs.open_read(&by_name, 0).await, Err(StorageError::NotFound)));
+        assert!(fs.open_write(&by_name, options(WriteMode::Truncate, false, false)).await.is_err());
+        w.commit(b"bytes".to_vec(), false).await.unwrap();
+        assert_eq!(settled.wait().await, Ending::Committed);
         assert_eq!(std::fs::read(root.path().join("target")).unwrap(), b"new bytes");
-        assert!(!root.path().join(".t").exists());
-        // CreateNew (now opened in place) still refuses an existing name.
-        assert!(fs.open_write(&target, WriteMode::CreateNew, 0o022).await.is_err());
+        assert_eq!(names(root.path()), ["target"]);
     }
 
-    #[test]
-    fn replacing_a_symlink_to_outside_the_root_leaves_the_outside_alone() {
+    #[tokio::test]
+    async fn a_broken_upload_is_kept_or_removed_as_it_was_opened_to_do() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("old"), b"old").unwrap();
+        let fs = LocalFs::open(root.path(), false).unwrap();
+        // A new name, partial uploads kept: the part takes the name.
+        let mut w =
+            fs.open_write(&VirtualPath::root().resolve("new"), options(WriteMode::Truncate, true, true)).await.unwrap();
+        let settled = w.settled().unwrap();
+        let (w, _) = w.write(b"part".to_vec()).await.unwrap();
+        drop(w);
+        assert_eq!(settled.wait().await, Ending::Kept);
+        assert_eq!(std::fs::read(root.path().join("new")).unwrap(), b"part");
+        // Replacing: the old file stays whole, the part goes.
+        let mut w =
+            fs.open_write(&VirtualPath::root().resolve("old"), options(WriteMode::Truncate, true, true)).await.unwrap();
+        let settled = w.settled().unwrap();
+        let (w, _) = w.write(b"part".to_vec()).await.unwrap();
+        w.abort(false).await.unwrap();
+        assert_eq!(settled.wait().await, Ending::Discarded);
+        assert_eq!(std::fs::read(root.path().join("old")).unwrap(), b"old");
+        // An append that ran out of space is cut back to where it began.
+        let mut w =
+            fs.open_write(&VirtualPath::root().resolve("old"), options(WriteMode::Append, false, true)).await.unwrap();
+        let settled = w.settled().unwrap();
+        let (w, _) = w.write(b" and more".to_vec()).await.unwrap();
+        w.abort(true).await.unwrap();
+        assert_eq!(settled.wait().await, Ending::Discarded);
+        assert_eq!(std::fs::read(root.path().join("old")).unwrap(), b"old");
+        assert_eq!(names(root.path()), ["new", "old"]);
+    }
+
+    #[tokio::test]
+    async fn replacing_a_symlink_to_outside_the_root_leaves_the_outside_alone() {
         let outside = tempfile::tempdir().unwrap();
         let secret = outside.path().join("secret");
         std::fs::write(&secret, b"keep me").unwrap();
         let root = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(&secret, root.path().join("target")).unwrap();
         let fs = LocalFs::open(root.path(), false).unwrap();
-        let (temp, target) = (VirtualPath::root().resolve(".t"), VirtualPath::root().resolve("target"));
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let mut w = rt.block_on(fs.open_write(&temp, WriteMode::CreateNew, 0o022)).unwrap();
-        w.write_all(b"new").unwrap();
-        // The old name is held (or not) only as found beneath the root:
-        // the symlink itself, never what it points to.
-        w.finish(Some(&Commit { temp: temp.clone(), target, replaces: u64::MAX })).unwrap();
+        let target = VirtualPath::root().resolve("target");
+        // The symlink itself is replaced, never what it points to.
+        let w = fs.open_write(&target, options(WriteMode::Truncate, true, false)).await.unwrap();
+        w.commit(b"new".to_vec(), true).await.unwrap();
         assert_eq!(std::fs::read(root.path().join("target")).unwrap(), b"new");
         assert!(!std::fs::symlink_metadata(root.path().join("target")).unwrap().is_symlink());
         assert_eq!(std::fs::read(&secret).unwrap(), b"keep me");

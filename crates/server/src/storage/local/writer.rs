@@ -17,21 +17,11 @@
 //! delayed-allocation data out inside a rename over another file
 //! (`auto_da_alloc`), which made every small atomic STOR wait for the
 //! disk there. So nothing is written out before the kernel's usual delay
-//! unless `sync_uploads` asks for it ([`Writer::sync_on_finish`]); a power
+//! unless `sync_uploads` asks for it ([`Writer::finish`]); a power
 //! cut in between can leave a just-replaced file reading as zeros, as
 //! docs/CONFIG.md says.
-//!
-//! An atomic upload that replaces a file keeps the old one open (O_PATH)
-//! across its rename and hands it to [`super::release`], so the kernel
-//! frees it beside the 226 reply instead of before it (a quarter of a
-//! second for 1 GiB; a fifth more small STORs a second).
 
 use std::io::{self, Seek};
-use std::sync::Arc;
-
-use cap_std::fs::{Dir, OpenOptionsExt};
-
-use crate::path::VirtualPath;
 
 /// Most bytes reserved at a time ahead of an upload.
 const RESERVE_AHEAD: u64 = 64 << 20;
@@ -45,26 +35,11 @@ const RESERVE_FIRST: u64 = 256 << 10;
 /// space held for one upload could make another fail.
 const RESERVE_ONLY_ABOVE: u64 = 16 * RESERVE_AHEAD;
 
-/// The rename that completes an atomic upload: the temporary file takes
-/// the target's name only once every byte is written (beneath the root the
-/// upload's file was opened in).
-#[derive(Debug, Clone)]
-pub struct Commit {
-    /// The temporary file written.
-    pub temp: VirtualPath,
-    /// Its final name.
-    pub target: VirtualPath,
-    /// Bytes the final name held when the upload began (0 when none).
-    pub replaces: u64,
-}
-
 /// The file an upload writes; see the module's notes.
 #[derive(Debug)]
-pub struct Writer {
+pub(super) struct Writer {
     /// The open file.
     file: std::fs::File,
-    /// The root it was opened beneath, for the completing rename.
-    root: Arc<Dir>,
     /// Opened with O_APPEND (APPE): every write lands at the end.
     appends: bool,
     /// Reserved bytes not yet written; `None` once the filesystem refused
@@ -74,53 +49,12 @@ pub struct Writer {
     trim: bool,
     /// Bytes the next reservation takes at least.
     next_reserve: u64,
-    /// Flush data and rename to the disk in [`Writer::finish`].
-    sync: bool,
-    /// Dropped with the writer, which tells [`Closed`] the file is shut.
-    _open: tokio::sync::oneshot::Sender<()>,
-    /// The other end, until [`Writer::closed`] hands it out.
-    closed: Option<tokio::sync::oneshot::Receiver<()>>,
-}
-
-/// Resolves once an upload's [`Writer`] is gone, so nothing writes to
-/// the file any more (a write may still be running on the blocking pool
-/// or a streaming thread after its transfer was dropped).
-#[derive(Debug)]
-pub struct Closed(tokio::sync::oneshot::Receiver<()>);
-
-impl Closed {
-    /// Waits until the writer is dropped.
-    pub async fn wait(self) {
-        let _ = self.0.await;
-    }
 }
 
 impl Writer {
     /// Wraps an open file, positioned where the upload starts.
-    pub(super) fn new(file: std::fs::File, root: Arc<Dir>, appends: bool) -> Writer {
-        let (open, closed) = tokio::sync::oneshot::channel();
-        Writer {
-            file,
-            root,
-            appends,
-            reserved: Some(0),
-            trim: false,
-            next_reserve: RESERVE_FIRST,
-            sync: false,
-            _open: open,
-            closed: Some(closed),
-        }
-    }
-
-    /// Makes [`Writer::finish`] wait until the data, and the rename that
-    /// completes an atomic upload, are on the disk (`sync_uploads`).
-    pub fn sync_on_finish(&mut self) {
-        self.sync = true;
-    }
-
-    /// What resolves once this writer is dropped (once; `None` after).
-    pub fn closed(&mut self) -> Option<Closed> {
-        self.closed.take().map(Closed)
+    pub(super) fn new(file: std::fs::File, appends: bool) -> Writer {
+        Writer { file, appends, reserved: Some(0), trim: false, next_reserve: RESERVE_FIRST }
     }
 
     /// Whether the file was opened to append (splice(2) cannot write to
@@ -214,44 +148,15 @@ impl Writer {
         Ok(())
     }
 
-    /// Gives back unwritten reserved space and, given `commit`, moves the
-    /// file into place (blocking); with [`Writer::sync_on_finish`], both
-    /// reach the disk first. The file is closed when the writer is
-    /// dropped.
+    /// Gives back unwritten reserved space and, with `sync`, waits until
+    /// the data is on the disk (blocking).
     ///
     /// # Errors
-    /// The rename's or the flush's error.
-    pub fn finish(mut self, commit: Option<&Commit>) -> io::Result<()> {
+    /// The truncate's or the flush's error.
+    pub fn finish(&mut self, sync: bool) -> io::Result<()> {
         self.trim()?;
-        if self.sync {
+        if sync {
             self.file.sync_data()?;
-        }
-        let Some(commit) = commit else { return Ok(()) };
-        let to = commit.target.relative();
-        // Whatever holds the final name now (it may have changed since the
-        // upload began); gone or unopenable, it is freed in the rename.
-        let replaced = (commit.replaces > 0)
-            .then(|| {
-                let mut path_only = cap_std::fs::OpenOptions::new();
-                path_only
-                    .read(true)
-                    .custom_flags((rustix::fs::OFlags::PATH | rustix::fs::OFlags::NOFOLLOW).bits() as i32);
-                self.root.open_with(&to, &path_only).ok()
-            })
-            .flatten();
-        // The new name lives in the directory, opened (to read: cap-std
-        // opens directories O_PATH, which fsync refuses) before the rename.
-        // One that cannot be read (an upload-only drop box) is not flushed:
-        // the file's own data is.
-        let directory = if self.sync { self.root.open(commit.target.parent().relative()).ok() } else { None };
-        self.root.rename(commit.temp.relative(), &self.root, &to)?;
-        if let Some(replaced) = replaced {
-            super::release::release_later(replaced);
-        }
-        // The upload has landed: a failed flush of the directory is no
-        // reason to report it failed.
-        if let Some(Err(e)) = directory.map(|d| d.sync_all()) {
-            tracing::warn!(path = %commit.target, error = %e, "could not flush the directory of an upload");
         }
         Ok(())
     }
@@ -271,15 +176,23 @@ impl std::os::fd::AsFd for Writer {
     }
 }
 
+impl crate::storage::SpliceTarget for Writer {
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        Writer::write_all(self, bytes)
+    }
+
+    fn reserve_ahead(&mut self, n: u64) {
+        Writer::reserve_ahead(self, n);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
 
     fn writer(dir: &std::path::Path) -> Writer {
-        let root = Dir::open_ambient_dir(dir, cap_std::ambient_authority()).unwrap();
-        let file = root.create("f").unwrap().into_std();
-        Writer::new(file, Arc::new(root), false)
+        Writer::new(std::fs::File::create(dir.join("f")).unwrap(), false)
     }
 
     /// Bytes the file occupies on disk.
@@ -299,7 +212,7 @@ mod tests {
         // Past it: twice as much.
         w.reserve_ahead(1);
         assert_eq!(w.reserved, Some(2 * RESERVE_FIRST - 1));
-        w.finish(None).unwrap();
+        w.finish(false).unwrap();
         assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"hello");
         assert!(allocated(&dir.path().join("f")) < 1 << 20);
     }
@@ -310,7 +223,7 @@ mod tests {
         let mut w = writer(dir.path());
         let bytes: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
         w.write_all_allocated(&bytes).unwrap();
-        w.finish(None).unwrap();
+        w.finish(false).unwrap();
         let path = dir.path().join("f");
         assert!(std::fs::read(&path).unwrap() == bytes, "stored bytes differ");
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 5000);
@@ -345,7 +258,7 @@ mod tests {
         let text = String::from_utf8_lossy(&map.stdout);
         assert!(map.status.success() && text.contains("extent"), "filefrag failed: {text}");
         assert!(!text.contains("delalloc"), "delayed allocation left:\n{text}");
-        w.finish(None).unwrap();
+        w.finish(false).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 4 * batch.len() as u64);
         assert!(std::fs::read(&path).unwrap().iter().all(|&b| b == 7));
     }
@@ -357,15 +270,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, b"was ").unwrap();
-        let root = Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority()).unwrap();
         let file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
-        let mut w = Writer::new(file, Arc::new(root), true);
+        let mut w = Writer::new(file, true);
         w.write_all(b"more ").unwrap();
         assert!(!w.trim, "an append reserved space");
         // A whole upload appended: allocating at the position (0 here)
         // would have lengthened the file with zeros first.
         w.write_all_allocated(b"and a whole upload").unwrap();
-        w.finish(None).unwrap();
+        w.finish(false).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"was more and a whole upload");
     }
 }
