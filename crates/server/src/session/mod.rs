@@ -8,6 +8,7 @@
 
 mod commands;
 mod extensions;
+mod hangup;
 mod status;
 mod stream;
 mod tls;
@@ -470,6 +471,8 @@ impl Session {
         // So during transfers, and for a while after an IP, we also read on
         // a short tick.
         let mut urgent_watch_until: Option<Instant> = None;
+        // Set while the queue is full and the connection goes unread.
+        let mut hangup_watch: Option<hangup::HangupWatch> = None;
         loop {
             if urgent_watch_until.is_some_and(|until| Instant::now() > until) {
                 urgent_watch_until = None;
@@ -531,6 +534,11 @@ impl Session {
                 }
             }
             let may_read = queue.len() < MAX_QUEUED_LINES;
+            if may_read {
+                hangup_watch = None;
+            } else if hangup_watch.is_none() {
+                hangup_watch = hangup::HangupWatch::new(&reader);
+            }
             let transferring = self.transfer.is_some();
             let due = self.next_deadline(deadline);
             if due < timer.deadline() {
@@ -551,6 +559,10 @@ impl Session {
                     let (reply, done) = Box::pin(finished.outcome_reply(outcome)).await;
                     self.send_final(&reply.to_wire(), done).await?;
                     deadline = Instant::now() + self.idle_timeout;
+                }
+                () = hangup::wait(&hangup_watch), if !may_read => {
+                    tracing::debug!(peer = %self.peer, "client hung up with commands still queued");
+                    return Ok(());
                 }
                 () = &mut timer, if !transferring => {
                     let now = Instant::now();

@@ -5,6 +5,7 @@ mod attacks;
 mod commands;
 mod data_connections;
 mod extensions;
+mod faults;
 mod helpers;
 mod limits;
 mod permissions;
