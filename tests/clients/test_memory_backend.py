@@ -9,7 +9,9 @@ compared byte for byte with the source files.
 The servers are started with ``--root`` pointing at a path that does not
 exist, and the virtual user's home directory is removed before the server
 starts: memory storage must need no directory at all, and must not create
-one.
+one. With memory storage every configured path names a directory of the
+one in-memory tree: the anonymous root at ``--root`` (the tree's ``/`` for
+``/`` or the default ``.``), a user's home at its home path.
 """
 
 from __future__ import annotations
@@ -53,9 +55,10 @@ def mem_server_factory(tmp_path) -> Iterable[Callable[..., FtpServer]]:
     exist. All servers are stopped at teardown."""
     servers: list[FtpServer] = []
 
-    def start(*args: str) -> FtpServer:
-        root = tmp_path / f"no such root {len(servers)}"
-        assert not root.exists()
+    def start(*args: str, root: Path | None = None) -> FtpServer:
+        if root is None:
+            root = tmp_path / f"no such root {len(servers)}"
+            assert not root.exists()
         srv = FtpServer(root=root, args=["--storage", "memory", *args])
         servers.append(srv)
         return srv.start()
@@ -219,11 +222,12 @@ def test_memory_avbl_counts_stored_bytes(mem_account, payload):
 
 
 def test_memory_user_home_is_a_subtree_of_the_shared_tree(mem_server_factory, tmp_path, payload, workdir):
-    """With anonymous and a virtual user on one memory server, the user's
-    home path names a subtree of the anonymous tree: what alice stores with
-    curl is at <home>/... for anonymous, and alice cannot get above it."""
+    """With anonymous at the tree's root (--root /) and a virtual user on
+    one memory server, the user's home path names a subtree of the
+    anonymous tree: what alice stores with curl is at <home>/... for
+    anonymous, and alice cannot get above it."""
     users, home = make_users_file(tmp_path)
-    srv = mem_server_factory("--users", str(users), "--anonymous-write")
+    srv = mem_server_factory("--users", str(users), "--anonymous-write", root=Path("/"))
     alice = Account("user", srv, USER_NAME, USER_PASSWORD, home)
     anon = Account("anonymous", srv, "anonymous", "x@example.com", srv.root)
     text = payload.text
@@ -233,6 +237,11 @@ def test_memory_user_home_is_a_subtree_of_the_shared_tree(mem_server_factory, tm
 
     curl(alice, "-T", str(text), url_of(alice, text.name))
     with ftp_session(anon) as ftp:
+        top = ftp.nlst("/")
+        assert not ftp_missing(ftp, f"{home}/{text.name}"), (
+            f"alice stored {text.name!r} in her home {home}, but anonymous (whose root should be the "
+            f"memory tree's '/') has no {home}/{text.name}; anonymous sees only {top} at '/'"
+        )
         assert_remote_file(ftp, f"{home}/{text.name}", text.read_bytes(), "alice's upload seen by anonymous")
         ftp.storbinary(f"STOR {home}/from anon.txt", io.BytesIO(b"hello alice\n"))
 
@@ -244,7 +253,7 @@ def test_memory_user_home_is_a_subtree_of_the_shared_tree(mem_server_factory, tm
         assert sorted(ftp.nlst()) == sorted(["from anon.txt", text.name]), ftp.nlst()
         assert ftp_missing(ftp, "/top.txt")
         assert ftp_missing(ftp, "../top.txt")
-    assert not srv.root.exists() and not home.exists(), "memory server wrote to disk"
+    assert not home.exists(), "memory server wrote to disk"
 
 
 # ---------------------------------------------------------------------------
@@ -411,7 +420,7 @@ def test_mem_lftp_put_ls_get(mem_account, payload, workdir, mode):
             "echo ===CLS===",
             "cls -1",
             "echo ===CLSROOT===",
-            "cls -1F /",
+            "cls -1BF /",
             "echo ===LSROOT===",
             "ls /",
             "echo ===END===",
@@ -468,7 +477,7 @@ def test_mem_lftp_mirror_round_trip(mem_account, payload, workdir, mode):
             f"mirror -R {q(src)} /uploaded",
             f"mirror /uploaded {q(back)}",
             "echo ===CLS===",
-            "cls -1F /uploaded",
+            "cls -1BF /uploaded",
             "echo ===END===",
         ],
         workdir,
@@ -519,7 +528,7 @@ def test_mem_lftp_mkdir_rm_mv(mem_account, payload, workdir, mode):
             "echo ===ROOT1===",
             "cls -1F",
             "echo ===SUB===",
-            f"cls -1 {q('a/b 子')}",
+            f"cls -1B {q('a/b 子')}",
             "echo ===END===",
             f"mv a {q('renamed a')}",
             "echo ===ROOT2===",

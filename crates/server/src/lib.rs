@@ -6,6 +6,7 @@
 //!
 //! - [`config`]: the TOML file and validated settings.
 //! - [`auth`]: the users file and argon2id checks.
+//! - [`events`]: typed events of what sessions do, for observers.
 //! - [`storage`]: the storage trait and the confined local backend.
 //! - [`tls`]: FTPS certificates and per-connection TLS configurations.
 //! - [`path`]: virtual paths that never climb above the root.
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod config;
 pub mod data;
 pub mod descriptors;
+pub mod events;
 pub mod hashing;
 pub mod limits;
 pub mod path;

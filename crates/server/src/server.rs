@@ -86,6 +86,8 @@ pub(crate) struct Context {
     pub password_checks: tokio::sync::Semaphore,
     /// Where storage comes from: roots, mounts and users' homes.
     pub backend: Arc<Backend>,
+    /// Who is told what sessions do.
+    pub observers: crate::events::Observers,
 }
 
 /// A bound, ready server.
@@ -219,6 +221,11 @@ impl Server {
                 limits: Limits::new(config.limits.clone()),
                 usage: Default::default(),
                 backend: Arc::new(backend),
+                observers: {
+                    let mut observers = crate::events::Observers::default();
+                    observers.add(Arc::new(crate::events::LogLines));
+                    observers
+                },
                 // SECURITY: memory exhaustion. An argon2id check takes
                 // 19 MiB; a thousand logins at once would take 19 GB, and
                 // the allocator keeps what it grew to (seen: 4 MiB per idle
@@ -241,6 +248,16 @@ impl Server {
     /// The socket's error, if it has none.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Registers `observer` for the events of every session (before
+    /// [`Server::run`], which is when sessions start).
+    pub fn with_observer(mut self, observer: Arc<dyn crate::events::Observer>) -> Server {
+        match Arc::get_mut(&mut self.ctx) {
+            Some(ctx) => ctx.observers.add(observer),
+            None => tracing::warn!("an observer registered after the server started was ignored"),
+        }
+        self
     }
 
     /// The anonymous root, when anonymous login is on: for tools and tests

@@ -13,12 +13,13 @@ use ferroftp_proto::reply::quote_path;
 use ferroftp_proto::{code, Command, Password, Reply, SiteCommand, TransferType};
 
 use super::{
-    Action, KeptListener, Login, LoginState, Session, TransferStart, DEFAULT_UMASK, PASSIVE_KEEP,
+    Action, KeptListener, Login, LoginState, Session, Subject, TransferStart, DEFAULT_UMASK, PASSIVE_KEEP,
     PASSIVE_KEEP_MIN_RANGE,
 };
 use crate::auth::ANONYMOUS_NAMES;
 use crate::config::PartialUploads;
 use crate::data::{listen_passive, DataSetup};
+use crate::events::{DataMode, Direction, Event, FileOp, Kind, LoginRefused};
 use crate::path::VirtualPath;
 use crate::permissions::Permission;
 use crate::quota::{Quota, UploadCharge, Usage};
@@ -102,6 +103,7 @@ impl Session {
                 | Command::Syst
                 | Command::Noop
                 | Command::Clnt(_)
+                | Command::Opts(_)
                 | Command::Host(_)
                 | Command::Auth(_)
                 | Command::Pbsz(_)
@@ -151,7 +153,7 @@ impl Session {
             Command::Smnt(name) => self.smnt(&name),
             Command::Mkd(arg) => self.mkd(&arg).await,
             Command::Rmd(arg) => {
-                self.simple_write("Remove directory", Permission::Rmdir, &arg, |s, p| {
+                self.simple_write("Remove directory", Permission::Rmdir, &arg, FileOp::Rmdir, |s, p| {
                     Box::pin(async move { s.rmdir(&p).await })
                 })
                 .await
@@ -197,7 +199,7 @@ impl Session {
         if matches!(self.login, LoginState::LoggedIn(_)) {
             self.login_deadline = Some(tokio::time::Instant::now() + self.ctx.config.login_timeout);
         }
-        self.login = LoginState::AwaitingUser;
+        self.logout();
         self.cwd = VirtualPath::root();
         self.transfer_type = TransferType::Ascii;
         self.restart_offset = 0;
@@ -257,6 +259,7 @@ impl Session {
                         upload_rate: anon.upload_rate,
                         download_rate: anon.download_rate,
                         _slot: None,
+                        since: std::time::Instant::now(),
                         quota: None,
                     },
                     anon.max_sessions,
@@ -274,6 +277,7 @@ impl Session {
             // whose home went missing, or of a server out of descriptors),
             // and the reply names the cause but not the path.
             Err(LoginRefusal::HomeUnavailable(e)) => {
+                self.login_refused(&name, LoginRefused::HomeUnavailable);
                 // Paced like a failure, so clients that reconnect at once
                 // do not loop on password checks.
                 tokio::time::sleep(ctx.config.login_failure_delay).await;
@@ -286,13 +290,15 @@ impl Session {
         match ctx.limits.enter_user(&login.name, max_sessions) {
             Ok(slot) => login._slot = Some(slot),
             Err(max) => {
+                self.login_refused(&login.name, LoginRefused::TooManySessions);
                 return reply(
                     code::NOT_LOGGED_IN,
                     format!("Too many sessions for this user ({max}); try again later."),
                 );
             }
         }
-        tracing::info!(peer = %self.peer, user = %login.name, "login");
+        let tls = self.tls.is_some() && !self.control_cleared;
+        self.emit(Kind::Login, || Event::Login { peer: self.peer, user: login.name.clone(), refused: None, tls });
         self.umask = login.umask;
         self.login = LoginState::LoggedIn(login);
         self.cwd = VirtualPath::root();
@@ -307,11 +313,11 @@ impl Session {
     // an address that keeps reconnecting.
     async fn login_failed(&mut self, name: &str) -> Action {
         self.failed_logins += 1;
-        tracing::info!(peer = %self.peer, user = %name, failures = self.failed_logins, "login refused");
+        self.login_refused(name, LoginRefused::Credentials);
         let banned = self.ctx.limits.record_failure(self.peer.ip(), std::time::Instant::now());
         tokio::time::sleep(self.ctx.config.login_failure_delay * self.failed_logins).await;
         if let Some(ban) = banned {
-            tracing::warn!(peer = %self.peer, seconds = ban.as_secs(), "address banned after failed logins");
+            self.emit(Kind::Ban, || Event::Ban { address: self.peer.ip(), duration: ban });
             return Action::Close(Reply::new(
                 code::SERVICE_NOT_AVAILABLE,
                 format!("Too many failed logins from your address; banned for {} seconds.", ban.as_secs()),
@@ -324,6 +330,17 @@ impl Session {
             ));
         }
         reply(code::NOT_LOGGED_IN, "Login incorrect.")
+    }
+
+    /// Tells the observers a login was refused, and why.
+    fn login_refused(&self, name: &str, why: LoginRefused) {
+        let tls = self.tls.is_some() && !self.control_cleared;
+        self.emit(Kind::Login, || Event::Login { peer: self.peer, user: name.to_string(), refused: Some(why), tls });
+    }
+
+    /// Tells the observers about a change to a file or directory.
+    pub(super) fn file_changed(&self, op: impl FnOnce() -> FileOp) {
+        self.emit(Kind::File, || Event::File { peer: self.peer, user: self.user_name(), op: op() });
     }
 
     /// Checks a virtual user's password; returns the login and the user's
@@ -367,6 +384,7 @@ impl Session {
             home: storage,
             mounts: entry.mounts,
             _slot: None,
+            since: std::time::Instant::now(),
         };
         Ok((login, entry.max_sessions))
     }
@@ -450,12 +468,22 @@ impl Session {
             return reply(code::FILE_UNAVAILABLE, "Create directory operation failed: File exists.");
         }
         match self.storage().mkdir(&path, self.umask).await {
-            Ok(()) => reply(code::PATHNAME_CREATED, format!("{} created", quote_path(&path.to_string()))),
+            Ok(()) => {
+                self.file_changed(|| FileOp::Mkdir(path.to_string()));
+                reply(code::PATHNAME_CREATED, format!("{} created", quote_path(&path.to_string())))
+            }
             Err(e) => storage_error("Create directory operation failed", &e),
         }
     }
 
-    async fn simple_write<F>(&mut self, what: &str, needs: Permission, arg: &str, op: F) -> Action
+    async fn simple_write<F>(
+        &mut self,
+        what: &str,
+        needs: Permission,
+        arg: &str,
+        event: fn(String) -> FileOp,
+        op: F,
+    ) -> Action
     where
         F: FnOnce(Arc<dyn Storage>, VirtualPath) -> BoxedOp,
     {
@@ -466,8 +494,11 @@ impl Session {
         if path.is_root() {
             return reply(code::FILE_UNAVAILABLE, format!("{what} operation failed: Permission denied."));
         }
-        match op(self.storage(), path).await {
-            Ok(()) => reply(code::FILE_ACTION_OK, format!("{what} operation successful.")),
+        match op(self.storage(), path.clone()).await {
+            Ok(()) => {
+                self.file_changed(|| event(path.to_string()));
+                reply(code::FILE_ACTION_OK, format!("{what} operation successful."))
+            }
             Err(e) => storage_error(&format!("{what} operation failed"), &e),
         }
     }
@@ -480,7 +511,9 @@ impl Session {
             None => None,
         };
         let action = self
-            .simple_write("Delete", Permission::Delete, arg, |s, p| Box::pin(async move { s.delete(&p).await }))
+            .simple_write("Delete", Permission::Delete, arg, FileOp::Delete, |s, p| {
+                Box::pin(async move { s.delete(&p).await })
+            })
             .await;
         if let (Some(q), Some(f), Action::Reply(r)) = (&quota, &freed, &action) {
             if r.code == code::FILE_ACTION_OK {
@@ -533,6 +566,7 @@ impl Session {
                 if let (Some(q), Some(f)) = (&quota, &replaced) {
                     q.release(f.size, 1);
                 }
+                self.file_changed(|| FileOp::Rename { from: from.to_string(), to: to.to_string() });
                 reply(code::FILE_ACTION_OK, "Rename successful.")
             }
             Err(e) => storage_error("Rename failed", &e),
@@ -552,7 +586,10 @@ impl Session {
                 }
                 let path = self.cwd.resolve(&path);
                 match self.storage().set_mode(&path, mode).await {
-                    Ok(()) => reply(code::OK, "SITE CHMOD command ok."),
+                    Ok(()) => {
+                        self.file_changed(|| FileOp::Chmod { path: path.to_string(), mode });
+                        reply(code::OK, "SITE CHMOD command ok.")
+                    }
                     Err(e) => storage_error("SITE CHMOD command failed", &e),
                 }
             }
@@ -623,7 +660,7 @@ impl Session {
                 return reply(code::CANT_OPEN_DATA, "PASV needs IPv4: use EPSV on an IPv6 connection.");
             }
         };
-        match self.bind_passive().await {
+        match self.bind_passive(DataMode::Passive).await {
             Ok(port) => {
                 reply(code::ENTERING_PASSIVE, hostport::pasv_reply_text(std::net::SocketAddrV4::new(announce, port)))
             }
@@ -647,14 +684,14 @@ impl Session {
                 code::NETWORK_PROTOCOL_NOT_SUPPORTED,
                 "Network protocol not supported, use (1) or (2) as on the control connection.",
             ),
-            _ => match self.bind_passive().await {
+            _ => match self.bind_passive(DataMode::ExtendedPassive).await {
                 Ok(port) => reply(code::ENTERING_EXTENDED_PASSIVE, hostport::epsv_reply_text(port)),
                 Err(action) => action,
             },
         }
     }
 
-    async fn bind_passive(&mut self) -> Result<u16, Action> {
+    async fn bind_passive(&mut self, mode: DataMode) -> Result<u16, Action> {
         self.data = None;
         let listener = match self.passive.take() {
             // The listener of the last PASV, minus any connection left in
@@ -678,7 +715,7 @@ impl Session {
                 Some(KeptListener { listener: Arc::clone(&listener), release_at: Instant::now() + PASSIVE_KEEP });
         }
         let expected_peer = self.ctx.config.passive_peer_check.then(|| self.peer.ip());
-        self.data = Some(DataSetup::Passive { listener, expected_peer });
+        self.data = Some((DataSetup::Passive { listener, expected_peer }, mode));
         Ok(port)
     }
 
@@ -707,11 +744,9 @@ impl Session {
                 format!("{verb} refused (bounce protection): port {} is below 1024.", target.port()),
             );
         }
-        self.data = Some(DataSetup::Active {
-            target,
-            local_ip: self.local.ip(),
-            source_port: self.ctx.config.active_source_port,
-        });
+        let setup =
+            DataSetup::Active { target, local_ip: self.local.ip(), source_port: self.ctx.config.active_source_port };
+        self.data = Some((setup, if verb == "PORT" { DataMode::Active } else { DataMode::ExtendedActive }));
         reply(code::OK, format!("{verb} command successful. Consider using PASV."))
     }
 
@@ -731,16 +766,18 @@ impl Session {
         &mut self,
         preliminary: Reply,
         job: Job,
-        description: String,
+        subject: Subject,
         done_text: String,
         partial: Option<UploadEnd>,
     ) -> Action {
-        let refusal = match (self.data_tls_refusal(), &self.data) {
-            (Some(refusal), _) => refusal,
+        let refusal = match (self.data_tls_refusal(), self.data.take()) {
+            (Some(refusal), data) => {
+                self.data = data;
+                refusal
+            }
             (None, None) => reply(code::CANT_OPEN_DATA, "Use PORT, PASV, EPRT or EPSV first."),
-            (None, Some(_)) => {
-                let setup = self.data.take().expect("checked above");
-                let start = TransferStart { preliminary, job, setup, description, done_text, partial };
+            (None, Some((setup, mode))) => {
+                let start = TransferStart { preliminary, job, setup, mode, subject, done_text, partial };
                 return Action::Transfer(Box::new(start));
             }
         };
@@ -781,14 +818,14 @@ impl Session {
                 format!("Restart offset {offset} is past the end of the file ({size} bytes)."),
             );
         }
-        let name = path.file_name().unwrap_or("/");
+        let name = path.file_name().unwrap_or("/").to_string();
         self.begin_transfer(
             Reply::new(
                 code::OPENING_DATA,
                 format!("Opening {} mode data connection for {name} ({size} bytes).", self.mode_name()),
             ),
             Job::Send { source, ascii: self.transfer_type == TransferType::Ascii, len: Some(size - offset) },
-            format!("RETR {name}"),
+            Subject { direction: Direction::Download, description: format!("RETR {name}"), path },
             "Transfer complete.".into(),
             None,
         )
@@ -880,7 +917,7 @@ impl Session {
         self.begin_transfer(
             Reply::new(code::OPENING_DATA, "Ok to send data."),
             Job::Receive { sink, ascii: self.transfer_type == TransferType::Ascii, charge },
-            format!("{verb} {arg}"),
+            Subject { direction: Direction::Upload, description: format!("{verb} {arg}"), path: target },
             "Transfer complete.".into(),
             end,
         )
@@ -930,7 +967,7 @@ impl Session {
                         .begin_transfer(
                             Reply::new(code::OPENING_DATA, format!("FILE: {name}")),
                             Job::Receive { sink, ascii: self.transfer_type == TransferType::Ascii, charge },
-                            format!("STOU {name}"),
+                            Subject { direction: Direction::Upload, description: format!("STOU {name}"), path },
                             format!("Transfer complete (unique file name: {name})."),
                             end,
                         )
@@ -956,7 +993,11 @@ impl Session {
         self.begin_transfer(
             Reply::new(code::OPENING_DATA, "Here comes the directory listing."),
             Job::Send { source: Reader::bytes(bytes), ascii: false, len: None },
-            if names_only { "NLST".into() } else { "LIST".into() },
+            Subject {
+                direction: Direction::Listing,
+                description: if names_only { "NLST".into() } else { "LIST".into() },
+                path,
+            },
             "Directory send OK.".into(),
             None,
         )

@@ -9,7 +9,8 @@ use ferroftp_proto::{code, Reply};
 use tokio::io::AsyncReadExt;
 
 use super::commands::unsupported;
-use super::{Action, LoginState, Session};
+use super::{Action, LoginState, Session, Subject};
+use crate::events::{Direction, FileOp};
 use crate::hashing::HashAlgorithm;
 use crate::path::VirtualPath;
 use crate::permissions::Permission;
@@ -124,7 +125,7 @@ impl Session {
         self.begin_transfer(
             Reply::new(code::OPENING_DATA, "Here comes the directory listing."),
             Job::Send { source: Reader::bytes(bytes), ascii: false, len: None },
-            "MLSD".into(),
+            Subject { direction: Direction::Listing, description: "MLSD".into(), path },
             "Directory send OK.".into(),
             None,
         )
@@ -146,7 +147,10 @@ impl Session {
             Err(e) => return reply(e.reply_code(), format!("MFMT {arg}: {e}.")),
         }
         match storage.set_mtime(&path, time).await {
-            Ok(()) => reply(code::FILE_STATUS, format!("Modify={}; {arg}", mdtm_timestamp(time))),
+            Ok(()) => {
+                self.file_changed(|| FileOp::SetMtime { path: path.to_string(), secs: time });
+                reply(code::FILE_STATUS, format!("Modify={}; {arg}", mdtm_timestamp(time)))
+            }
             Err(e) => reply(e.reply_code(), format!("MFMT {arg}: {e}.")),
         }
     }

@@ -29,7 +29,8 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::data::{DataSetup, PassiveListener};
+use crate::data::{DataError, DataSetup, PassiveListener};
+use crate::events::{DataFailure, DataMode, Direction, Event, Kind};
 use crate::hashing::HashAlgorithm;
 use crate::limits::UserSlot;
 use crate::path::VirtualPath;
@@ -86,6 +87,8 @@ struct Login {
     download_rate: Option<u64>,
     /// This session's place among the user's `max_sessions`.
     _slot: Option<UserSlot>,
+    /// When the login was accepted.
+    since: std::time::Instant,
     /// The user's quota, if any.
     quota: Option<Quota>,
 }
@@ -123,8 +126,14 @@ struct RunningTransfer {
     task: SyncWrapper<TransferFuture>,
     /// Bytes moved so far, for STAT.
     progress: Arc<AtomicU64>,
-    /// What is being transferred, for STAT (`RETR name`).
-    description: String,
+    /// What is being transferred.
+    subject: Subject,
+    /// How its data connection was set up.
+    mode: DataMode,
+    /// Its data connection is TLS.
+    tls: bool,
+    /// When the 150 was due.
+    started: std::time::Instant,
     /// The 226 text on success.
     done_text: String,
     /// For uploads: settles a failed upload with its backend and quota.
@@ -172,6 +181,16 @@ pub(crate) enum Action {
     ClearControl(Reply),
 }
 
+/// What a transfer moves, for STAT and its event.
+pub(crate) struct Subject {
+    /// Which way.
+    pub direction: Direction,
+    /// The file or directory, as the client sees it.
+    pub path: VirtualPath,
+    /// For STAT (`RETR name`).
+    pub description: String,
+}
+
 /// A transfer a handler has prepared.
 pub(crate) struct TransferStart {
     /// The 150 reply.
@@ -180,8 +199,10 @@ pub(crate) struct TransferStart {
     job: Job,
     /// How to open the data connection.
     setup: DataSetup,
-    /// For STAT.
-    description: String,
+    /// How the data connection was set up.
+    mode: DataMode,
+    /// What is moved.
+    subject: Subject,
     /// The 226 text on success.
     done_text: String,
     /// For uploads: settles a failed upload with its backend and quota.
@@ -214,8 +235,8 @@ pub(crate) struct Session {
     restart_offset: u64,
     /// Source named by RNFR, for the RNTO that must follow.
     rename_from: Option<VirtualPath>,
-    /// How the next data connection opens.
-    data: Option<DataSetup>,
+    /// How the next data connection opens, and the command that said so.
+    data: Option<(DataSetup, DataMode)>,
     /// The last passive listener, kept a while for the next PASV.
     passive: Option<KeptListener>,
     /// After EPSV ALL only EPSV may set up data connections.
@@ -339,7 +360,24 @@ pub(crate) async fn serve(
         tracing::debug!(%peer, error = %e, "control connection ended with an error");
     }
     if let Some(t) = session.transfer.take() {
+        session.transfer_aborted(&t);
         t.abort().await;
+    }
+    session.logout();
+}
+
+/// The cause `probe` would name for a transfer that never got its data
+/// connection; `None` for a transfer that failed later.
+fn data_failure(e: &TransferError) -> Option<DataFailure> {
+    match e {
+        TransferError::CantOpen(DataError::NoPassivePort(_)) => Some(DataFailure::NoPassivePort),
+        TransferError::CantOpen(DataError::AcceptTimeout { .. }) => Some(DataFailure::PassivePortTimeout),
+        TransferError::CantOpen(DataError::Connect { .. } | DataError::ConnectTimeout(_)) => {
+            Some(DataFailure::NoConnectBack)
+        }
+        TransferError::CantOpen(_) => Some(DataFailure::Other),
+        TransferError::Tls(_) => Some(DataFailure::TlsFailed),
+        TransferError::Network(_) | TransferError::Storage(_) => None,
     }
 }
 
@@ -556,6 +594,7 @@ impl Session {
                 }
                 outcome = wait_transfer(&mut self.transfer) => {
                     let Some(finished) = self.transfer.take() else { continue };
+                    self.transfer_ended(&finished, &outcome);
                     let (reply, done) = Box::pin(finished.outcome_reply(outcome)).await;
                     self.send_final(&reply.to_wire(), done).await?;
                     deadline = Instant::now() + self.idle_timeout;
@@ -622,7 +661,9 @@ impl Session {
         let LineEvent::Line(line) = event else { return None };
         match Command::parse(line) {
             Ok(Command::Abor) => {
-                self.transfer.take()?.abort().await;
+                let aborted = self.transfer.take()?;
+                self.transfer_aborted(&aborted);
+                aborted.abort().await;
                 if let Err(e) =
                     self.send(&Reply::new(code::TRANSFER_ABORTED, "Connection closed; transfer aborted.")).await
                 {
@@ -636,7 +677,7 @@ impl Session {
                     code::FILE_STATUS,
                     format!(
                         "Status: {} in progress, {} bytes transferred.",
-                        t.description,
+                        t.subject.description,
                         t.progress.load(Ordering::Relaxed)
                     ),
                 ))
@@ -682,6 +723,7 @@ impl Session {
                     Job::Receive { .. } => l.upload_rate,
                 });
                 let tls = self.data_tls(matches!(start.job, Job::Receive { .. }));
+                let protected = tls.is_some();
                 let mut task: TransferFuture = Box::pin(transfer::run(
                     start.setup,
                     self.ctx.config.data_timeout,
@@ -699,12 +741,16 @@ impl Session {
                 let running = RunningTransfer {
                     task: SyncWrapper::new(task),
                     progress,
-                    description: start.description,
+                    subject: start.subject,
+                    mode: start.mode,
+                    tls: protected,
+                    started: std::time::Instant::now(),
                     done_text: start.done_text,
                     partial: start.partial,
                 };
                 match first_poll {
                     Some(outcome) => {
+                        self.transfer_ended(&running, &outcome);
                         let (last, done) = running.outcome_reply(outcome).await;
                         let mut wire = start.preliminary.to_wire();
                         last.write_to(&mut wire);
@@ -718,6 +764,66 @@ impl Session {
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// The logged-in user's name, or empty.
+    pub(super) fn user_name(&self) -> String {
+        self.logged_in().map(|l| l.name.clone()).unwrap_or_default()
+    }
+
+    /// Hands `make`'s event to the observers that want `kind`.
+    pub(super) fn emit(&self, kind: Kind, make: impl FnOnce() -> Event) {
+        self.ctx.observers.emit(kind, make);
+    }
+
+    /// Tells the observers a transfer ended (and why its data connection
+    /// could not be opened, when that is why).
+    fn transfer_ended(&self, t: &RunningTransfer, outcome: &Result<Transferred, TransferError>) {
+        let failure = outcome.as_ref().err().map(|e| (e.reply_code(), e.to_string()));
+        let bytes = match outcome {
+            Ok(done) => done.bytes,
+            Err(_) => t.progress.load(Ordering::Relaxed),
+        };
+        if let Err(e) = outcome {
+            if let Some(cause) = data_failure(e) {
+                self.emit(Kind::DataFailed, || Event::DataFailed {
+                    peer: self.peer,
+                    user: self.user_name(),
+                    cause,
+                    detail: e.to_string(),
+                });
+            }
+        }
+        self.emit(Kind::Transfer, || self.transfer_event(t, bytes, failure));
+    }
+
+    /// Tells the observers a transfer was stopped (ABOR, a lost client).
+    fn transfer_aborted(&self, t: &RunningTransfer) {
+        let bytes = t.progress.load(Ordering::Relaxed);
+        let failure = Some((code::TRANSFER_ABORTED, "Transfer aborted.".to_string()));
+        self.emit(Kind::Transfer, || self.transfer_event(t, bytes, failure));
+    }
+
+    fn transfer_event(&self, t: &RunningTransfer, bytes: u64, failure: Option<(u16, String)>) -> Event {
+        Event::Transfer(Box::new(crate::events::Transfer {
+            peer: self.peer,
+            user: self.user_name(),
+            direction: t.subject.direction,
+            path: t.subject.path.to_string(),
+            bytes,
+            duration: t.started.elapsed(),
+            failure,
+            mode: t.mode,
+            tls: t.tls,
+        }))
+    }
+
+    /// Ends the login, if any, telling the observers.
+    pub(super) fn logout(&mut self) {
+        if let LoginState::LoggedIn(login) = std::mem::replace(&mut self.login, LoginState::AwaitingUser) {
+            let (peer, user, duration) = (self.peer, login.name, login.since.elapsed());
+            self.ctx.observers.emit(Kind::Logout, || Event::Logout { peer, user, duration });
+        }
     }
 
     async fn send(&mut self, reply: &Reply) -> io::Result<()> {

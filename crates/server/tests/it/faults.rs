@@ -124,3 +124,14 @@ fn an_upload_that_fills_the_disk_leaves_nothing_behind() {
         std::fs::remove_file(disk.path().join("small")).unwrap();
     }
 }
+
+/// Clients (Windows Explorer, FileZilla) send OPTS UTF8 ON before they log
+/// in; it was refused with 530, though it changes nothing a login guards.
+#[test]
+fn opts_utf8_is_answered_before_login() {
+    let server = TestServer::start();
+    let mut c = server.connect();
+    c.ok("OPTS UTF8 ON", 200);
+    // Everything that touches files still needs the login.
+    c.ok("PWD", 530);
+}

@@ -4,6 +4,7 @@
 mod attacks;
 mod commands;
 mod data_connections;
+mod events;
 mod extensions;
 mod faults;
 mod helpers;
