@@ -5,6 +5,7 @@
 //! a real server in-process on `127.0.0.1:0`.
 //!
 //! - [`config`]: the TOML file and validated settings.
+//! - [`accounts`]: the authenticator trait and the accounts it returns.
 //! - [`auth`]: the users file and argon2id checks.
 //! - [`events`]: typed events of what sessions do, for observers.
 //! - [`storage`]: the storage trait and the confined local backend.
@@ -19,6 +20,7 @@
 //! - [`sched`]: the scheduling policy the server runs under.
 //! - `session`: one control connection's state machine and handlers.
 
+pub mod accounts;
 pub mod auth;
 pub mod config;
 pub mod data;

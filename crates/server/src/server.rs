@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::accounts::{Authenticator, UsersFileAuthenticator};
 use crate::auth::{AuthError, UsersFile};
 use crate::config::Config;
 use crate::limits::{Limits, Refusal};
@@ -57,8 +58,8 @@ pub enum ServerError {
 pub(crate) struct VirtualHost {
     /// The anonymous root, if anonymous login is allowed.
     pub anonymous_storage: Option<Arc<dyn Storage>>,
-    /// The users.
-    pub users: Option<Arc<UsersFile>>,
+    /// Who may log in.
+    pub accounts: Option<Arc<dyn Authenticator>>,
 }
 
 /// What every session shares.
@@ -67,7 +68,7 @@ pub(crate) struct Context {
     /// Validated settings.
     pub config: Config,
     /// Virtual users, if a users file is configured.
-    pub users: Option<Arc<UsersFile>>,
+    pub accounts: Option<Arc<dyn Authenticator>>,
     /// The anonymous root, if anonymous login is on.
     pub anonymous_storage: Option<Arc<dyn Storage>>,
     /// Named mounts for SMNT.
@@ -82,8 +83,6 @@ pub(crate) struct Context {
     pub limits: Arc<Limits>,
     /// Quota usage per user, shared while the user has sessions.
     pub usage: std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<crate::quota::Usage>>>,
-    /// Password checks that may run at once.
-    pub password_checks: tokio::sync::Semaphore,
     /// Where storage comes from: roots, mounts and users' homes.
     pub backend: Arc<Backend>,
     /// Who is told what sessions do.
@@ -172,7 +171,18 @@ impl Server {
     /// # Errors
     /// A [`ServerError`] naming what could not be set up.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
-        let backend = Backend::new(config.storage, config.storage_thread_pool);
+        let backend = Arc::new(Backend::new(config.storage, config.storage_thread_pool));
+        // SECURITY: memory exhaustion. An argon2id check takes 19 MiB; a
+        // thousand logins at once would take 19 GB, and the allocator keeps
+        // what it grew to (seen: 4 MiB per idle session after 64 logins at
+        // once). One check per core, whichever users file it is for.
+        let password_checks = Arc::new(tokio::sync::Semaphore::new(crate::config::cores()));
+        let accounts_of = |users: &Option<Arc<UsersFile>>| {
+            users.as_ref().map(|u| {
+                Arc::new(UsersFileAuthenticator::new(Arc::clone(u), Arc::clone(&backend), Arc::clone(&password_checks)))
+                    as Arc<dyn Authenticator>
+            })
+        };
         let anonymous_storage =
             if config.anonymous.enabled { Some(open_root(&backend, "root", &config.anonymous.root)?) } else { None };
         let mut mounts = BTreeMap::new();
@@ -190,14 +200,15 @@ impl Server {
                 Some(path) => Some(Arc::new(UsersFile::load(path)?)),
                 None => None,
             };
-            host_users.extend(users.clone());
-            hosts.insert(name.clone(), Arc::new(VirtualHost { anonymous_storage, users }));
+            let accounts = accounts_of(&users);
+            host_users.extend(users);
+            hosts.insert(name.clone(), Arc::new(VirtualHost { anonymous_storage, accounts }));
         }
         let users = match &config.users_file {
             Some(path) => Some(Arc::new(UsersFile::load(path)?)),
             None => None,
         };
-        if matches!(backend, Backend::Local { .. }) {
+        if matches!(*backend, Backend::Local { .. }) {
             let all_users: Vec<&UsersFile> = users.iter().chain(&host_users).map(|u| &**u).collect();
             sweep_orphans(&config, &all_users);
         }
@@ -220,19 +231,14 @@ impl Server {
             ctx: Arc::new(Context {
                 limits: Limits::new(config.limits.clone()),
                 usage: Default::default(),
-                backend: Arc::new(backend),
+                accounts: accounts_of(&users),
+                backend,
                 observers: {
                     let mut observers = crate::events::Observers::default();
                     observers.add(Arc::new(crate::events::LogLines));
                     observers
                 },
-                // SECURITY: memory exhaustion. An argon2id check takes
-                // 19 MiB; a thousand logins at once would take 19 GB, and
-                // the allocator keeps what it grew to (seen: 4 MiB per idle
-                // session after 64 logins at once). One check per core.
-                password_checks: tokio::sync::Semaphore::new(crate::config::cores()),
                 config,
-                users,
                 anonymous_storage,
                 mounts,
                 hosts,
@@ -334,23 +340,42 @@ impl Server {
                 return Some(ACCEPT_BACKOFF);
             }
         };
-        let ctx = Arc::clone(&self.ctx);
-        match ctx.limits.admit(peer.ip().to_canonical(), Instant::now()) {
-            Ok(admitted) => {
-                tracing::debug!(%peer, clients = admitted.clients_at_start, "connection");
-                let stop = stop_rx.clone();
-                let addrs = crate::session::Addresses { peer, local };
-                sessions.spawn(async move {
-                    crate::session::serve(stream, addrs, ctx, stop, admitted.clients_at_start, implicit_tls).await;
-                    drop(admitted);
-                });
-            }
-            Err(refusal) => {
-                tracing::info!(%peer, %refusal, "connection refused");
-                sessions.spawn(refuse(stream, refusal));
-            }
-        }
+        let accepted = Accepted { stream, peer, local, implicit_tls };
+        sessions.spawn(connection(accepted, Arc::clone(&self.ctx), stop_rx.clone()));
         None
+    }
+}
+
+/// A connection as accepted.
+struct Accepted {
+    stream: tokio::net::TcpStream,
+    /// The address accept reported.
+    peer: SocketAddr,
+    /// Our end, when the listener fixes it.
+    local: Option<SocketAddr>,
+    /// From the implicit-FTPS listener.
+    implicit_tls: bool,
+}
+
+/// One accepted connection, in its own task: find out who the client is,
+/// admit the client's address (connection limits, bans) or turn it away,
+/// then serve it. Admission runs here, not in the accept loop, so the
+/// address it judges can be one learned from the connection itself (a
+/// load balancer's PROXY header) rather than the balancer's.
+async fn connection(accepted: Accepted, ctx: Arc<Context>, stop: watch::Receiver<bool>) {
+    let Accepted { stream, peer, local, implicit_tls } = accepted;
+    let client = peer;
+    match ctx.limits.admit(client.ip().to_canonical(), Instant::now()) {
+        Ok(admitted) => {
+            tracing::debug!(peer = %client, clients = admitted.clients_at_start, "connection");
+            let addrs = crate::session::Addresses { peer: client, local };
+            crate::session::serve(stream, addrs, Arc::clone(&ctx), stop, admitted.clients_at_start, implicit_tls).await;
+            drop(admitted);
+        }
+        Err(refusal) => {
+            tracing::info!(peer = %client, %refusal, "connection refused");
+            refuse(stream, refusal).await;
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use super::{
     Action, KeptListener, Login, LoginState, Session, Subject, TransferStart, DEFAULT_UMASK, PASSIVE_KEEP,
     PASSIVE_KEEP_MIN_RANGE,
 };
+use crate::accounts::AuthFailure;
 use crate::auth::ANONYMOUS_NAMES;
 use crate::config::PartialUploads;
 use crate::data::{listen_passive, DataSetup};
@@ -32,18 +33,6 @@ const STOU_TRIES: u32 = 1000;
 
 /// Shortest and longest idle timeouts SITE IDLE accepts, seconds.
 const SITE_IDLE_RANGE: std::ops::RangeInclusive<u64> = 30..=7200;
-
-/// Why PASS did not log the client in.
-#[derive(Debug)]
-enum LoginRefusal {
-    /// No such user, a wrong password, or anonymous login off: a failed
-    /// login, counted towards the address's ban.
-    Credentials,
-    /// The password was right but the user's home directory could not be
-    /// opened (missing, or the server out of descriptors): 421, not
-    /// counted against the client.
-    HomeUnavailable(std::io::Error),
-}
 
 fn reply(code: u16, text: impl Into<String>) -> Action {
     Action::Reply(Reply::new(code, text))
@@ -264,27 +253,24 @@ impl Session {
                     },
                     anon.max_sessions,
                 )),
-                _ => Err(LoginRefusal::Credentials),
+                _ => Err(AuthFailure::Credentials),
             }
         } else {
             self.virtual_user(&name, password).await
         };
         let (mut login, max_sessions) = match login {
             Ok(login) => login,
-            Err(LoginRefusal::Credentials) => return self.login_failed(&name).await,
+            Err(AuthFailure::Credentials) => return self.login_failed(&name).await,
             // The server's trouble, not the client's: no failed login is
             // counted (it would ban the address of every session of a user
             // whose home went missing, or of a server out of descriptors),
             // and the reply names the cause but not the path.
-            Err(LoginRefusal::HomeUnavailable(e)) => {
+            Err(AuthFailure::Unavailable(why)) => {
                 self.login_refused(&name, LoginRefused::HomeUnavailable);
                 // Paced like a failure, so clients that reconnect at once
                 // do not loop on password checks.
                 tokio::time::sleep(ctx.config.login_failure_delay).await;
-                return Action::Close(Reply::new(
-                    code::SERVICE_NOT_AVAILABLE,
-                    format!("Cannot open your home directory ({e}); try again later."),
-                ));
+                return Action::Close(Reply::new(code::SERVICE_NOT_AVAILABLE, format!("{why}; try again later.")));
             }
         };
         match ctx.limits.enter_user(&login.name, max_sessions) {
@@ -343,31 +329,20 @@ impl Session {
         self.emit(Kind::File, || Event::File { peer: self.peer, user: self.user_name(), op: op() });
     }
 
-    /// Checks a virtual user's password; returns the login and the user's
+    /// Checks a virtual user's password with the authenticator of the
+    /// server (or of the virtual host); returns the login and the user's
     /// session limit.
-    async fn virtual_user(&self, name: &str, password: Password) -> Result<(Login, Option<usize>), LoginRefusal> {
-        let users = match &self.host {
-            Some(host) => host.users.clone(),
-            None => self.ctx.users.clone(),
+    async fn virtual_user(&self, name: &str, password: Password) -> Result<(Login, Option<usize>), AuthFailure> {
+        let accounts = match &self.host {
+            Some(host) => host.accounts.clone(),
+            None => self.ctx.accounts.clone(),
         };
-        let users = users.ok_or(LoginRefusal::Credentials)?;
-        let name = name.to_string();
-        let permit = self.ctx.password_checks.acquire().await.map_err(|_| LoginRefusal::Credentials)?;
-        let entry = tokio::task::spawn_blocking(move || users.verify(&name, &password.0).cloned()).await;
-        drop(permit);
-        let entry = entry.ok().flatten().ok_or(LoginRefusal::Credentials)?;
-        let storage: Arc<dyn Storage> = match self.ctx.backend.open_home(&entry.home) {
-            Ok(fs) => fs,
-            Err(e) => {
-                tracing::warn!(user = %entry.name, home = %entry.home.display(), error = %e, "home directory unavailable");
-                return Err(LoginRefusal::HomeUnavailable(e));
-            }
-        };
-        let quota = if entry.quota_bytes.is_some() || entry.quota_files.is_some() {
+        let account = accounts.ok_or(AuthFailure::Credentials)?.authenticate(name, password).await?;
+        let quota = if account.quota_bytes.is_some() || account.quota_files.is_some() {
             Some(Quota {
-                usage: self.usage_of(&entry.name, storage.as_ref()).await,
-                max_bytes: entry.quota_bytes,
-                max_files: entry.quota_files,
+                usage: self.usage_of(&account.name, account.storage.as_ref()).await,
+                max_bytes: account.quota_bytes,
+                max_files: account.quota_files,
             })
         } else {
             None
@@ -375,18 +350,18 @@ impl Session {
         let login = Login {
             anonymous: false,
             quota,
-            permissions: entry.rights(),
-            umask: entry.umask_bits().unwrap_or(DEFAULT_UMASK),
-            upload_rate: entry.upload_rate.filter(|r| *r > 0).or(self.ctx.config.upload_rate),
-            download_rate: entry.download_rate.filter(|r| *r > 0).or(self.ctx.config.download_rate),
-            name: entry.name,
-            storage: Arc::clone(&storage),
-            home: storage,
-            mounts: entry.mounts,
+            permissions: account.permissions,
+            umask: account.umask.unwrap_or(DEFAULT_UMASK),
+            upload_rate: account.upload_rate.or(self.ctx.config.upload_rate),
+            download_rate: account.download_rate.or(self.ctx.config.download_rate),
+            name: account.name,
+            storage: Arc::clone(&account.storage),
+            home: account.storage,
+            mounts: account.mounts,
             _slot: None,
             since: std::time::Instant::now(),
         };
-        Ok((login, entry.max_sessions))
+        Ok((login, account.max_sessions))
     }
 
     /// The user's quota usage: shared with the user's other sessions, or
