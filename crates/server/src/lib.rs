@@ -8,22 +8,25 @@
 //! - [`accounts`]: the authenticator trait and the accounts it returns.
 //! - [`auth`]: the users file and argon2id checks.
 //! - [`events`]: typed events of what sessions do, for observers.
-//! - [`storage`]: the storage trait and the confined local backend.
+//! - [`storage`]: the storage trait, its capabilities and uploads; the
+//!   confined local backend and the in-memory one.
 //! - [`tls`]: FTPS certificates and per-connection TLS configurations.
 //! - [`path`]: virtual paths that never climb above the root.
 //! - [`permissions`]: what a user may do.
 //! - [`quota`]: bytes and files a user's home may hold.
-//! - [`data`]: passive and active data connections.
 //! - [`hashing`]: the HASH algorithms.
 //! - [`limits`]: connection limits and bans after failed logins.
-//! - [`transfer`]: copying between data connections and storage.
+//! - [`transfer`]: the data channel: passive and active data connections
+//!   ([`transfer::connection`]) and copying between them and storage.
 //! - [`sched`]: the scheduling policy the server runs under.
 //! - `session`: one control connection's state machine and handlers.
+//! - `context`: what every session of a server shares.
+//! - `server`: the listener and admission.
 
 pub mod accounts;
 pub mod auth;
 pub mod config;
-pub mod data;
+mod context;
 pub mod descriptors;
 pub mod events;
 pub mod hashing;

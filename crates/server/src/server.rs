@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use crate::accounts::{Authenticator, UsersFileAuthenticator};
 use crate::auth::{AuthError, UsersFile};
 use crate::config::Config;
+use crate::context::{Context, VirtualHost};
 use crate::limits::{Limits, Refusal};
 use crate::storage::{Backend, LocalFs, Storage};
 
@@ -51,42 +52,6 @@ pub enum ServerError {
     /// The public address does not resolve to an IPv4 address.
     #[error("config key `public_address`: {0}")]
     PublicAddress(String),
-}
-
-/// A virtual host's own roots and users (RFC 7151 HOST).
-#[derive(Debug)]
-pub(crate) struct VirtualHost {
-    /// The anonymous root, if anonymous login is allowed.
-    pub anonymous_storage: Option<Arc<dyn Storage>>,
-    /// Who may log in.
-    pub accounts: Option<Arc<dyn Authenticator>>,
-}
-
-/// What every session shares.
-#[derive(Debug)]
-pub(crate) struct Context {
-    /// Validated settings.
-    pub config: Config,
-    /// Virtual users, if a users file is configured.
-    pub accounts: Option<Arc<dyn Authenticator>>,
-    /// The anonymous root, if anonymous login is on.
-    pub anonymous_storage: Option<Arc<dyn Storage>>,
-    /// Named mounts for SMNT.
-    pub mounts: BTreeMap<String, Arc<dyn Storage>>,
-    /// Virtual hosts by lower-case name.
-    pub hosts: BTreeMap<String, Arc<VirtualHost>>,
-    /// FTPS, when a certificate is configured.
-    pub tls: Option<Arc<crate::tls::Tls>>,
-    /// The IPv4 address announced in 227 replies, if configured.
-    pub public_ipv4: Option<Ipv4Addr>,
-    /// Connection counts and bans.
-    pub limits: Arc<Limits>,
-    /// Quota usage per user, shared while the user has sessions.
-    pub usage: std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<crate::quota::Usage>>>,
-    /// Where storage comes from: roots, mounts and users' homes.
-    pub backend: Arc<Backend>,
-    /// Who is told what sessions do.
-    pub observers: crate::events::Observers,
 }
 
 /// A bound, ready server.

@@ -113,9 +113,18 @@ impl Tls {
             c.send_tls13_tickets = tickets;
             Arc::new(c)
         };
-        ConnTls { control: with(4), download: with(2), upload: with(0) }
+        ConnTls { control: with(CONTROL_TICKETS), download: with(DOWNLOAD_TICKETS), upload: with(UPLOAD_TICKETS) }
     }
 }
+
+/// TLS 1.3 tickets sent on a control connection: enough for a client that
+/// resumes from several data connections at once.
+const CONTROL_TICKETS: usize = 4;
+/// Tickets sent on a download's data connection.
+const DOWNLOAD_TICKETS: usize = 2;
+/// Tickets sent on an upload's data connection: none (see the module's
+/// notes: curl and lftp never read them and reset the connection).
+const UPLOAD_TICKETS: usize = 0;
 
 /// The TLS configurations of one control connection.
 #[derive(Debug, Clone)]

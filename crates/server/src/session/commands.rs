@@ -19,14 +19,18 @@ use super::{
 use crate::accounts::AuthFailure;
 use crate::auth::ANONYMOUS_NAMES;
 use crate::config::PartialUploads;
-use crate::data::{listen_passive, DataSetup};
 use crate::events::{DataMode, Direction, Event, FileOp, Kind, LoginRefused};
 use crate::path::VirtualPath;
 use crate::permissions::Permission;
 use crate::quota::{Quota, UploadCharge, Usage};
-use crate::storage::{OpenFile, Reader, Storage, StorageError, UploadOptions, WriteMode};
+use crate::storage::{OpenFile, Reader, Storage, StorageError, Upload, UploadOptions, WriteMode};
+use crate::transfer::connection::{listen_passive, DataSetup};
 use crate::transfer::{Job, UploadEnd};
 use std::sync::Weak;
+
+/// Bytes of an `ls -l` line besides the name, about: the buffer for a
+/// listing is sized with it once instead of growing.
+const LS_LINE_BESIDES_NAME: usize = 66;
 
 /// Names STOU tries (`name`, `name.1`, ...) before giving up.
 const STOU_TRIES: u32 = 1000;
@@ -874,7 +878,7 @@ impl Session {
             keep_partial,
             sync: self.ctx.config.sync_uploads,
         };
-        let mut sink = match storage.open_write(&target, options).await {
+        let sink = match storage.open_write(&target, options).await {
             Ok(w) => w,
             Err(e) => return storage_error("Could not create file", &e),
         };
@@ -884,19 +888,32 @@ impl Session {
         }
         // A replaced file counts until the upload lands.
         let replaces = if mode == WriteMode::Truncate { existing_len.unwrap_or(0) } else { 0 };
-        let charge = quota.map(|quota| {
-            Arc::new(UploadCharge { quota, replaces, new_file: existing.is_none(), written: Default::default() })
-        });
-        let end = sink.settled().map(|settled| UploadEnd { settled, charge: charge.clone() });
+        let (job, end) = self.upload_job(sink, quota, replaces, existing.is_none());
         let verb = if append { "APPE" } else { "STOR" };
         self.begin_transfer(
             Reply::new(code::OPENING_DATA, "Ok to send data."),
-            Job::Receive { sink, ascii: self.transfer_type == TransferType::Ascii, charge },
+            job,
             Subject { direction: Direction::Upload, description: format!("{verb} {arg}"), path: target },
             "Transfer complete.".into(),
             end,
         )
         .await
+    }
+
+    /// The transfer job for an upload opened as `sink`, charged to `quota`
+    /// (allowing `replaces` bytes over it until the upload lands), and how
+    /// it is settled if it fails.
+    fn upload_job(
+        &self,
+        mut sink: Box<dyn Upload>,
+        quota: Option<Quota>,
+        replaces: u64,
+        new_file: bool,
+    ) -> (Job, Option<UploadEnd>) {
+        let charge =
+            quota.map(|quota| Arc::new(UploadCharge { quota, replaces, new_file, written: Default::default() }));
+        let end = sink.settled().map(|settled| UploadEnd { settled, charge: charge.clone() });
+        (Job::Receive { sink, ascii: self.transfer_type == TransferType::Ascii, charge }, end)
     }
 
     async fn stou(&mut self, hint: Option<&str>) -> Action {
@@ -932,16 +949,13 @@ impl Session {
             let name = if n == 0 { stem.clone() } else { format!("{stem}.{n}") };
             let path = dir.join(&name);
             match storage.open_write(&path, options).await {
-                Ok(mut sink) => {
-                    let charge = quota.map(|quota| {
-                        Arc::new(UploadCharge { quota, replaces: 0, new_file: true, written: Default::default() })
-                    });
-                    let end = sink.settled().map(|settled| UploadEnd { settled, charge: charge.clone() });
+                Ok(sink) => {
+                    let (job, end) = self.upload_job(sink, quota, 0, true);
                     // RFC 1123 4.1.2.9: the 150 reply names the file.
                     return self
                         .begin_transfer(
                             Reply::new(code::OPENING_DATA, format!("FILE: {name}")),
-                            Job::Receive { sink, ascii: self.transfer_type == TransferType::Ascii, charge },
+                            job,
                             Subject { direction: Direction::Upload, description: format!("STOU {name}"), path },
                             format!("Transfer complete (unique file name: {name})."),
                             end,
@@ -988,7 +1002,7 @@ impl Session {
         let facts = storage.metadata(path).await?;
         let entries = if facts.kind == EntryKind::Directory { storage.list(path).await? } else { vec![facts] };
         let now = now_unix();
-        let per_line = if names_only { 2 } else { 66 };
+        let per_line = if names_only { 2 } else { LS_LINE_BESIDES_NAME };
         let mut text = String::with_capacity(entries.iter().map(|e| e.name.len() + per_line).sum());
         for entry in &entries {
             if names_only {

@@ -21,6 +21,9 @@ fn reply(code: u16, text: impl Into<String>) -> Action {
     Action::Reply(Reply::new(code, text))
 }
 
+/// Bytes of an MLSD line, about: the listing's buffer is sized with it.
+const MLSX_LINE: usize = 120;
+
 /// Bytes hashed per read.
 const HASH_CHUNK: usize = 64 * 1024;
 
@@ -112,7 +115,7 @@ impl Session {
         };
         // One buffer for the whole listing; the perm fact depends only on
         // the kind, so it is worked out once per kind.
-        let mut text = String::with_capacity((entries.len() + 1) * 120);
+        let mut text = String::with_capacity((entries.len() + 1) * MLSX_LINE);
         let (dir_perm, file_perm) = (self.perm_fact(EntryKind::Directory), self.perm_fact(EntryKind::File));
         write_mlsx_line(&mut text, &dir, &self.mlst_facts, Some("cdir"), &dir_perm, ".");
         text.push_str("\r\n");

@@ -29,17 +29,17 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::data::{DataError, DataSetup, PassiveListener};
+use crate::context::Context;
+use crate::context::VirtualHost;
 use crate::events::{DataFailure, DataMode, Direction, Event, Kind};
 use crate::hashing::HashAlgorithm;
 use crate::limits::UserSlot;
 use crate::path::VirtualPath;
 use crate::permissions::Permissions;
 use crate::quota::Quota;
-use crate::server::Context;
-use crate::server::VirtualHost;
 use crate::storage::Storage;
 use crate::tls::ConnTls;
+use crate::transfer::connection::{DataError, DataSetup, PassiveListener};
 use crate::transfer::{self, Job, TransferError, Transferred, UploadEnd};
 use ferroftp_proto::listing::MLSX_FACTS;
 use stream::{ControlReader, ControlWriter};
@@ -113,6 +113,9 @@ pub(crate) struct KeptListener {
     /// When it is closed if no PASV took it again.
     pub release_at: Instant,
 }
+
+/// A change of the control connection's protection (AUTH TLS, CCC).
+type SwapFuture = Pin<Box<dyn Future<Output = io::Result<(ControlReader, ControlWriter)>> + Send>>;
 
 /// A transfer in progress; it yields what it moved.
 type TransferFuture = Pin<Box<dyn Future<Output = Result<Transferred, TransferError>> + Send>>;
@@ -523,20 +526,10 @@ impl Session {
                         Flow::Continue => {}
                         Flow::Close => return Ok(()),
                         Flow::ClearControl => {
-                            let writer = std::mem::replace(&mut self.writer, ControlWriter::Closed);
-                            let tls = std::mem::replace(&mut reader, ControlReader::Closed);
-                            let clearing = tokio::time::timeout(
-                                self.ctx.config.data_timeout,
-                                Box::pin(stream::downgrade(tls, writer)),
-                            );
-                            match clearing.await {
-                                Ok(Ok((r, w))) => {
-                                    reader = r;
-                                    self.writer = w;
-                                    self.control_cleared = true;
-                                }
-                                _ => return Ok(()),
+                            if !self.swap_control(&mut reader, |r, w| Box::pin(stream::downgrade(r, w))).await {
+                                return Ok(());
                             }
+                            self.control_cleared = true;
                         }
                         Flow::StartTls => {
                             // SECURITY: command injection. Anything that came
@@ -549,21 +542,10 @@ impl Session {
                             let Some(config) = self.tls.as_ref().map(|t| Arc::clone(&t.control)) else {
                                 return Ok(());
                             };
-                            let writer = std::mem::replace(&mut self.writer, ControlWriter::Closed);
-                            let plain = std::mem::replace(&mut reader, ControlReader::Closed);
-                            let handshake = tokio::time::timeout(
-                                self.ctx.config.data_timeout,
-                                Box::pin(stream::upgrade(plain, writer, config)),
-                            );
-                            match handshake.await {
-                                Ok(Ok((r, w))) => {
-                                    reader = r;
-                                    self.writer = w;
-                                }
-                                _ => {
-                                    tracing::info!(peer = %self.peer, "TLS handshake on the control connection failed");
-                                    return Ok(());
-                                }
+                            let upgrade = |r, w| Box::pin(stream::upgrade(r, w, config)) as SwapFuture;
+                            if !self.swap_control(&mut reader, upgrade).await {
+                                tracing::info!(peer = %self.peer, "TLS handshake on the control connection failed");
+                                return Ok(());
                             }
                         }
                     }
@@ -641,6 +623,26 @@ impl Session {
                     }
                 }
             }
+        }
+    }
+
+    /// Moves the control connection to TLS or back to plain text with
+    /// `swap` (bounded by the data timeout); false when that failed and
+    /// the connection is gone.
+    async fn swap_control(
+        &mut self,
+        reader: &mut ControlReader,
+        swap: impl FnOnce(ControlReader, ControlWriter) -> SwapFuture,
+    ) -> bool {
+        let writer = std::mem::replace(&mut self.writer, ControlWriter::Closed);
+        let old = std::mem::replace(reader, ControlReader::Closed);
+        match tokio::time::timeout(self.ctx.config.data_timeout, swap(old, writer)).await {
+            Ok(Ok((r, w))) => {
+                *reader = r;
+                self.writer = w;
+                true
+            }
+            _ => false,
         }
     }
 

@@ -113,25 +113,22 @@ pub(crate) async fn downgrade(
     tls.get_mut().1.send_close_notify();
     tls.flush().await?;
     let (mut tcp, _) = tls.into_inner();
-    let mut head = [0u8; 5];
-    loop {
-        let n = tcp.peek(&mut head).await?;
-        if n == 0 {
-            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+    let mut first = [0u8; 1];
+    if tcp.peek(&mut first).await? == 0 {
+        return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+    }
+    // A TLS record starts with its content type, 20-24 (TLS 1.3 sends its
+    // close_notify as an encrypted record, type 23); plain text starts
+    // with a command letter. The whole record goes, however it arrives.
+    if (20..=24).contains(&first[0]) {
+        let mut head = [0u8; 5];
+        tcp.read_exact(&mut head).await?;
+        if head[1] != 3 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "neither TLS nor plain text after CCC"));
         }
-        // A TLS record header: content type 20-24 (TLS 1.3 sends its
-        // close_notify as an encrypted record, type 23), version 3.x. Plain
-        // text starts with a command letter.
-        if !(20..=24).contains(&head[0]) || (n >= 2 && head[1] != 3) {
-            break;
-        }
-        if n >= 5 {
-            let len = usize::from(u16::from_be_bytes([head[3], head[4]]));
-            let mut record = vec![0u8; 5 + len.min(1024)];
-            tcp.read_exact(&mut record).await?;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let len = usize::from(u16::from_be_bytes([head[3], head[4]]));
+        let mut record = vec![0u8; len];
+        tcp.read_exact(&mut record).await?;
     }
     let (r, w) = tcp.into_split();
     Ok((ControlReader::Plain(r), ControlWriter::Plain(w)))

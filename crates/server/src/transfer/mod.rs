@@ -17,10 +17,11 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 
-use crate::data::{DataConn, DataError, DataSetup};
 use crate::quota::UploadCharge;
 use crate::storage::{Ending, Pending, Reader, Settled, StorageError, Upload};
+use crate::transfer::connection::{DataConn, DataError, DataSetup};
 
+pub mod connection;
 mod stream_thread;
 
 /// How a failed upload is settled: its backend keeps or removes what
@@ -51,10 +52,8 @@ impl UploadEnd {
 /// Size of the copy buffer.
 const CHUNK: usize = 64 * 1024;
 /// Size of an upload batch: each write to storage costs a hop to the
-/// blocking pool, so uploads move big batches. Measured on loopback: a
-/// 1 GiB STOR went from 317-527 MB/s to 788-932 MB/s, and server CPU from
-/// 1.6-3.1 s to 0.9-1.0 s, going from 64 KiB to 256 KiB
-/// (docs/BENCHMARKS.md). Two batches at most per upload are in memory.
+/// blocking pool, so uploads move big batches (docs/BENCHMARKS.md has
+/// the sizes tried). Two batches at most per upload are in memory.
 const RECEIVE_BATCH: usize = 256 * 1024;
 
 /// What a transfer moves.
@@ -273,7 +272,7 @@ async fn send_file(
                         // The cork saves a packet at a small file's end; on a
                         // big one it holds back every sendfile(2) that follows
                         // (docs/BENCHMARKS.md, session 8).
-                        crate::data::uncork(s);
+                        crate::transfer::connection::uncork(s);
                         let left = len.map(|l| l - total);
                         if let Some((sent, ended)) = copy_on_thread(s.as_fd(), file, left, progress).await? {
                             total += sent;
@@ -322,16 +321,10 @@ async fn finish_send(conn: DataConn, total: u64) -> Result<Transferred, Transfer
 /// but no FIN yet.
 ///
 /// The session writes the final reply (the 226) first and then drops
-/// this, which sends the FIN, and with it the file's last partial segment
-/// (the socket is corked: a file under one segment leaves whole with the
-/// FIN). The client, waiting for the reply, is then woken once instead of
-/// once by the data connection's end and again by the reply (measured:
-/// 4-5% less server CPU per small download). So the 226 reaches a client
-/// on the same host just before the file's end. Clients read the data
-/// connection to its end and the reply in either order (lftp, curl,
-/// ftplib, tnftp, suppaftp; over a real network the two arrive in either
-/// order anyway). A control connection that is backed up gets the FIN
-/// first (`Session::send_final`).
+/// this, which sends the FIN with the file's last segment: the waiting
+/// client is woken once, not twice (docs/BENCHMARKS.md). Clients read the
+/// data connection's end and the reply in either order; a control
+/// connection that is backed up gets the FIN first (`Session::send_final`).
 #[derive(Debug)]
 pub struct Transferred {
     /// Bytes moved on the wire.
@@ -424,7 +417,7 @@ pub async fn run(
     // last one with the FIN. Not for TLS, whose handshake must not wait
     // for the cork's timer, nor under a rate limit (paced writes would).
     if tls.is_some() || rate.is_some() {
-        crate::data::uncork(&tcp);
+        crate::transfer::connection::uncork(&tcp);
     }
     let mut data: Box<dyn DataIo> = match tls {
         Some(t) => t.accept(tcp, open_timeout).await?,

@@ -20,14 +20,10 @@
 //! that saves a copy; over loopback there is no card, and the receiving
 //! process copies out of those pages itself, cold from memory, while both
 //! sides take and drop references on every 4 KiB page. Copying through a
-//! buffer small enough to stay in the cache costs less in all: measured on
-//! a 1 GiB RETR to curl on this project's machine, median 2,967 MB/s with
-//! sendfile, 4,115 MB/s copying through 128 KiB (256 KiB: 3,002; 1 MiB:
-//! 2,900; ferroftp's final build 3,877-4,399 over three sets of runs).
-//! ferroftp bench's client, which discards in the kernel, gains little
-//! either way (docs/BENCHMARKS.md). So a download to a loopback peer (a local proxy,
-//! a container's host, a test) that fills the socket buffer is copied on a
-//! thread; every other one keeps sendfile.
+//! buffer small enough to stay in the cache costs less in all (the sizes
+//! tried are in docs/BENCHMARKS.md). So a download to a loopback peer (a
+//! local proxy, a container's host, a test) that fills the socket buffer
+//! is copied on a thread; every other one keeps sendfile.
 //!
 //! ## Both
 //!
