@@ -311,3 +311,31 @@ def test_passive_connection_from_another_address_gets_no_data(anon_account, ftp,
         thief.close()
         if legit is not None:
             legit.close()
+
+
+def test_many_urgent_aborts_in_a_row_are_all_answered(anon_account):
+    """ABOR as clients send it while a download waits on them, 100 times in
+    a row: half as ftplib does (the whole ABOR line as TCP urgent data),
+    half as RFC 959 says (Telnet IP, the Synch with DM as urgent data, then
+    ABOR). Each is answered (426 then 226) and the session goes on; the
+    server reads no control connection on a timer during transfers, so a
+    lost wake-up would show here as a reply that never comes."""
+    (anon_account.root / "big.bin").write_bytes(b"\x5a" * (16 << 20))
+    for i in range(100):
+        ftp = connect(anon_account)
+        ftp.voidcmd("TYPE I")
+        conn = ftp.transfercmd("RETR big.bin")
+        assert conn.recv(65536), "no data before ABOR"
+        if i % 2 == 0:
+            reply = ftp.abort()
+        else:
+            ftp.sock.sendall(b"\xff\xf4\xff")
+            ftp.sock.send(b"\xf2", socket.MSG_OOB)
+            ftp.sock.sendall(b"ABOR\r\n")
+            reply = ftp.getmultiline()
+        if reply.startswith("426"):
+            reply = ftp.getmultiline()
+        assert reply[:3] in ("225", "226"), f"abort {i}: {reply}"
+        conn.close()
+        ftp.voidcmd("NOOP")
+        ftp.quit()

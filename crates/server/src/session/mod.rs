@@ -48,9 +48,10 @@ use stream::{ControlReader, ControlWriter};
 /// not read until the transfer ends (back-pressure, not unbounded memory).
 const MAX_QUEUED_LINES: usize = 32;
 
-/// While a transfer runs, and for a while after a Telnet Interrupt Process,
-/// the control connection is also read on this tick (see `read_control`).
+/// For a while after a Telnet Interrupt Process the control connection is
+/// also read on this tick (see `read_control`).
 const URGENT_POLL_EVERY: Duration = Duration::from_millis(20);
+/// How long after an Interrupt Process the tick runs.
 const URGENT_POLL_FOR: Duration = Duration::from_secs(3);
 
 pub(crate) use crate::config::DEFAULT_UMASK;
@@ -506,11 +507,12 @@ impl Session {
         let timer = tokio::time::sleep_until(self.next_deadline(deadline));
         tokio::pin!(timer);
         // Clients send IAC IP, then the Synch (IAC DM with DM as TCP urgent
-        // data), then ABOR. Edge-triggered epoll can miss the readiness of
-        // the bytes that follow urgent data: they sit in the socket and no
-        // wake-up comes (seen here: ABOR unread in Recv-Q, session stalled).
-        // So during transfers, and for a while after an IP, we also read on
-        // a short tick.
+        // data), then ABOR. Linux stops a read before the urgent byte, and a
+        // read that stops right after a line end looks like a drained
+        // socket (read_ready_bytes), leaving the rest unread with no
+        // wake-up to come. So for a while after an IP we also read on a
+        // short tick. Not during every transfer: that tick took a third of
+        // a core with 1,000 transfers waiting (docs/BENCHMARKS.md).
         let mut urgent_watch_until: Option<Instant> = None;
         // Set while the queue is full and the connection goes unread.
         let mut hangup_watch: Option<hangup::HangupWatch> = None;
@@ -602,7 +604,7 @@ impl Session {
                     self.send(&Reply::new(code::SERVICE_NOT_AVAILABLE, text)).await?;
                     return Ok(());
                 }
-                read = read_control(&mut reader, urgent_watch_until.is_some() || transferring), if may_read => {
+                read = read_control(&mut reader, urgent_watch_until.is_some()), if may_read => {
                     let bytes = read?;
                     if bytes.is_empty() {
                         return Ok(());
