@@ -38,6 +38,10 @@ pub enum Scenario {
     BigStor,
     /// LIST the URL's directory over and over.
     List,
+    /// What a soak mixes, one step per operation, each client on names of
+    /// its own: STOR, RETR (its length checked), LIST, SIZE (checked),
+    /// RNFR/RNTO, DELE.
+    Mixed,
     /// Hold N logged-in sessions idle and measure the server's memory.
     Idle,
 }
@@ -277,19 +281,54 @@ async fn operation(w: &Worker, session: &mut Option<Client>, n: u64) -> Result<u
             let result = match scenario {
                 // Discarded in the kernel: the load generator must not be
                 // the limit of a download's speed.
-                Scenario::SmallRetr | Scenario::BigRetr => client.retrieve_discard(&w.retr_path).await,
+                Scenario::SmallRetr | Scenario::BigRetr => {
+                    client.retrieve_discard(&w.retr_path).await.map_err(|e| e.to_string())
+                }
                 Scenario::SmallStor | Scenario::BigStor => {
                     // A bounded set of names per client.
                     let name = file_path(url, &format!("ferroftp-bench-{client_id}-{}.bin", n % 16));
                     let mut source: &[u8] = payload;
-                    client.store(&name, 0, &mut source, &mut |_| {}).await
+                    client.store(&name, 0, &mut source, &mut |_| {}).await.map_err(|e| e.to_string())
                 }
-                _ => client.list(&url.path, false).await.map(|l| l.len() as u64),
+                Scenario::Mixed => mixed_step(client, w, n).await,
+                _ => client.list(&url.path, false).await.map(|l| l.len() as u64).map_err(|e| e.to_string()),
             };
-            result.map_err(|e| {
-                *session = None;
-                e.to_string()
-            })
+            result.inspect_err(|_| *session = None)
+        }
+    }
+}
+
+/// Steps of the mixed scenario, in order.
+const MIXED_STEPS: u64 = 6;
+
+/// Step `n % MIXED_STEPS` of the mixed scenario for this worker.
+async fn mixed_step(client: &mut Client, w: &Worker, n: u64) -> Result<u64, String> {
+    let stored = file_path(&w.url, &format!("ferroftp-bench-mixed-{}.bin", w.id));
+    let renamed = file_path(&w.url, &format!("ferroftp-bench-mixed-{}.renamed", w.id));
+    let expected = w.payload.len() as u64;
+    let failed = |e: ferroftp_client::TransferError| e.to_string();
+    match n % MIXED_STEPS {
+        0 => {
+            let mut source: &[u8] = &w.payload;
+            client.store(&stored, 0, &mut source, &mut |_| {}).await.map_err(failed)
+        }
+        1 => match client.retrieve_discard(&stored).await.map_err(failed)? {
+            got if got == expected => Ok(got),
+            got => Err(format!("mixed: RETR gave {got} bytes of {expected}")),
+        },
+        2 => client.list(&w.url.path, false).await.map(|l| l.len() as u64).map_err(failed),
+        3 => match client.size(&stored).await.map_err(failed)? {
+            Some(got) if got == expected => Ok(0),
+            other => Err(format!("mixed: SIZE said {other:?}, not {expected}")),
+        },
+        4 => {
+            client.control.expect_ok(&format!("RNFR {stored}")).await.map_err(|e| e.to_string())?;
+            client.control.expect_ok(&format!("RNTO {renamed}")).await.map_err(|e| e.to_string())?;
+            Ok(0)
+        }
+        _ => {
+            client.control.expect_ok(&format!("DELE {renamed}")).await.map_err(|e| e.to_string())?;
+            Ok(0)
         }
     }
 }
@@ -366,6 +405,9 @@ pub async fn bench(args: &BenchArgs) -> Result<BenchReport, String> {
                     go.wait().await;
                     ready = session.is_some();
                 }
+                // This client's own count: the mixed scenario's steps go
+                // in order per client.
+                let mut mine = 0u64;
                 while ready && !stop.load(Ordering::Relaxed) {
                     let n = issued.fetch_add(1, Ordering::Relaxed);
                     if n >= limit {
@@ -373,7 +415,9 @@ pub async fn bench(args: &BenchArgs) -> Result<BenchReport, String> {
                     }
                     let t = Instant::now();
                     tally.begun.fetch_add(1, Ordering::Relaxed);
-                    let r = operation(&worker, &mut session, n).await;
+                    let step = if worker.scenario == Scenario::Mixed { mine } else { n };
+                    mine += 1;
+                    let r = operation(&worker, &mut session, step).await;
                     tally.record(r, t);
                 }
                 // Measured while this client is still connected.

@@ -31,6 +31,8 @@ fn every_scenario_runs_and_counts_its_operations() {
         ("small-retr", vec!["--clients", "4", "--count", "20", "--mode", "pasv"]),
         ("small-stor", vec!["--clients", "4", "--count", "20", "--mode", "port"]),
         ("list", vec!["--clients", "4", "--count", "10"]),
+        // 4 clients x 2 rounds of STOR, RETR, LIST, SIZE, RNFR/RNTO, DELE.
+        ("mixed", vec!["--clients", "4", "--count", "48", "--size", "5000"]),
         ("big-retr", vec!["--clients", "2", "--size", "3000000"]),
         ("big-stor", vec!["--clients", "2", "--size", "3000000", "--mode", "eprt"]),
     ] {
