@@ -50,7 +50,7 @@ fn settled(path: &std::path::Path, expected: &[u8]) -> Vec<u8> {
 }
 
 fn temp_files(server: &TestServer) -> Vec<String> {
-    std::fs::read_dir(server.root.path())
+    std::fs::read_dir(server.root_dir())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .filter(|n| n.starts_with(".ferroftp-upload-"))
