@@ -1,6 +1,7 @@
 //! Data-connection set-up: announced addresses, port ranges, the peer
 //! check, bounce protection, EPSV ALL, timeouts and the active source port.
 //! Every address here is a loopback one; 127.0.0.2 plays the foreign host.
+//! Each runs on both storage backends.
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -8,6 +9,24 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use ferroftp_server::{Config, FileConfig};
 
 use crate::helpers::*;
+
+on_both_backends!(
+    pasv_announces_public_address_and_uses_the_range,
+    a_two_port_passive_range_serves_download_after_download,
+    sessions_take_turns_in_a_two_port_range,
+    public_address_may_be_a_host_name,
+    a_full_passive_range_answers_425,
+    passive_connection_from_a_foreign_address_is_refused,
+    a_foreign_connection_already_queued_before_retr_is_skipped,
+    a_session_reuses_its_passive_port_drops_stale_connections_and_lets_it_go,
+    passive_peer_check_can_be_turned_off_for_proxies,
+    bounce_protection_refuses_foreign_hosts_and_low_ports,
+    epsv_all_forbids_other_setups,
+    nobody_connecting_gives_425_and_the_session_goes_on,
+    active_connections_come_from_port_20_when_allowed,
+    ipv6_control_connection_uses_epsv_and_eprt,
+    modes_can_be_switched_off,
+);
 
 /// Connects to `addr` from 127.0.0.2, the stand-in for another host.
 fn connect_from_foreign_host(addr: SocketAddr) -> TcpStream {
@@ -17,24 +36,24 @@ fn connect_from_foreign_host(addr: SocketAddr) -> TcpStream {
     socket.into()
 }
 
-#[test]
-fn pasv_announces_public_address_and_uses_the_range() {
-    let server = TestServer::start_with(|f| {
-        f.passive_ports = Some("31100-31110".into());
+fn pasv_announces_public_address_and_uses_the_range(backend: Backend) {
+    let (first, last) = (fixed_port(backend, 31100), fixed_port(backend, 31110));
+    let server = TestServer::start_on(backend, |f| {
+        f.passive_ports = Some(format!("{first}-{last}"));
         f.public_address = Some("127.0.0.9".into());
     });
     let mut c = server.login();
     for _ in 0..5 {
         let addr = c.pasv();
         assert_eq!(addr.ip().to_string(), "127.0.0.9");
-        assert!((31100..=31110).contains(&addr.port()), "{addr}");
+        assert!((first..=last).contains(&addr.port()), "{addr}");
         let port = c.epsv();
-        assert!((31100..=31110).contains(&port), "{port}");
+        assert!((first..=last).contains(&port), "{port}");
     }
     // The listener is on the control connection's address, so the
     // announced port works there.
     let port = c.epsv();
-    std::fs::write(server.path("f"), b"data").unwrap();
+    server.files().write("f", b"data");
     c.send("RETR f");
     assert_eq!(c.reply().0, 150);
     let mut data = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -48,11 +67,11 @@ fn pasv_announces_public_address_and_uses_the_range() {
 /// port in TIME_WAIT on the server's side for a minute. Without
 /// SO_REUSEADDR on the passive listener, a range of two ports would serve
 /// two downloads and then answer 425.
-#[test]
-fn a_two_port_passive_range_serves_download_after_download() {
-    let server = TestServer::start_with(|f| f.passive_ports = Some("31130-31131".into()));
+fn a_two_port_passive_range_serves_download_after_download(backend: Backend) {
+    let (first, last) = (fixed_port(backend, 31130), fixed_port(backend, 31131));
+    let server = TestServer::start_on(backend, |f| f.passive_ports = Some(format!("{first}-{last}")));
     let body = random_bytes(10_000, 3);
-    std::fs::write(server.path("f"), &body).unwrap();
+    server.files().write("f", &body);
     let mut c = server.login();
     c.ok("TYPE I", 200);
     for i in 0..20 {
@@ -61,13 +80,13 @@ fn a_two_port_passive_range_serves_download_after_download() {
     }
 }
 
-#[test]
-fn sessions_take_turns_in_a_two_port_range() {
+fn sessions_take_turns_in_a_two_port_range(backend: Backend) {
     // Three sessions share two ports: a session must not keep its port
     // after its transfer when the range is this small.
-    let server = TestServer::start_with(|f| f.passive_ports = Some("31140-31141".into()));
+    let (first, last) = (fixed_port(backend, 31140), fixed_port(backend, 31141));
+    let server = TestServer::start_on(backend, |f| f.passive_ports = Some(format!("{first}-{last}")));
     let body = random_bytes(5_000, 4);
-    std::fs::write(server.path("f"), &body).unwrap();
+    server.files().write("f", &body);
     let mut sessions: Vec<_> = (0..3)
         .map(|_| {
             let mut c = server.login();
@@ -82,29 +101,27 @@ fn sessions_take_turns_in_a_two_port_range() {
     }
 }
 
-#[test]
-fn public_address_may_be_a_host_name() {
-    let server = TestServer::start_with(|f| f.public_address = Some("localhost".into()));
+fn public_address_may_be_a_host_name(backend: Backend) {
+    let server = TestServer::start_on(backend, |f| f.public_address = Some("localhost".into()));
     let mut c = server.login();
     assert_eq!(c.pasv().ip().to_string(), "127.0.0.1");
 }
 
-#[test]
 /// Fixed ports in tests stay below the kernel's ephemeral range
 /// (32768-60999), where another test's connection could hold them.
-fn a_full_passive_range_answers_425() {
-    let server = TestServer::start_with(|f| f.passive_ports = Some("31120-31121".into()));
-    let _a = TcpListener::bind("127.0.0.1:31120").unwrap();
-    let _b = TcpListener::bind("127.0.0.1:31121").unwrap();
+fn a_full_passive_range_answers_425(backend: Backend) {
+    let (first, last) = (fixed_port(backend, 31120), fixed_port(backend, 31121));
+    let server = TestServer::start_on(backend, |f| f.passive_ports = Some(format!("{first}-{last}")));
+    let _a = TcpListener::bind(("127.0.0.1", first)).unwrap();
+    let _b = TcpListener::bind(("127.0.0.1", last)).unwrap();
     let mut c = server.login();
     let text = c.ok("PASV", 425);
-    assert!(text.contains("31120-31121"), "{text}");
+    assert!(text.contains(&format!("{first}-{last}")), "{text}");
 }
 
-#[test]
-fn passive_connection_from_a_foreign_address_is_refused() {
-    let server = TestServer::start();
-    std::fs::write(server.path("secret"), b"only for the client").unwrap();
+fn passive_connection_from_a_foreign_address_is_refused(backend: Backend) {
+    let server = TestServer::start_on(backend, |_| {});
+    server.files().write("secret", b"only for the client");
     let mut c = server.login();
     let addr = c.pasv();
     c.send("RETR secret");
@@ -123,12 +140,11 @@ fn passive_connection_from_a_foreign_address_is_refused() {
     assert_eq!(c.reply().0, 226);
 }
 
-#[test]
-fn a_foreign_connection_already_queued_before_retr_is_skipped() {
+fn a_foreign_connection_already_queued_before_retr_is_skipped(backend: Backend) {
     // The server takes a waiting connection straight from the accept queue
     // (no wait); the peer check must hold there too.
-    let server = TestServer::start();
-    std::fs::write(server.path("secret"), b"only for the client").unwrap();
+    let server = TestServer::start_on(backend, |_| {});
+    server.files().write("secret", b"only for the client");
     let mut c = server.login();
     let addr = c.pasv();
     let mut thief = connect_from_foreign_host(addr);
@@ -146,10 +162,9 @@ fn a_foreign_connection_already_queued_before_retr_is_skipped() {
     assert!(stolen.is_empty(), "the thief got {stolen:?}");
 }
 
-#[test]
-fn a_session_reuses_its_passive_port_drops_stale_connections_and_lets_it_go() {
-    let server = TestServer::start();
-    std::fs::write(server.path("f"), b"fresh").unwrap();
+fn a_session_reuses_its_passive_port_drops_stale_connections_and_lets_it_go(backend: Backend) {
+    let server = TestServer::start_on(backend, |_| {});
+    server.files().write("f", b"fresh");
     let mut c = server.login();
     let first = c.pasv();
     // A connection made for the first PASV and never used...
@@ -175,10 +190,9 @@ fn a_session_reuses_its_passive_port_drops_stale_connections_and_lets_it_go() {
     assert!(TcpStream::connect(first).is_err(), "port {} is still listening", first.port());
 }
 
-#[test]
-fn passive_peer_check_can_be_turned_off_for_proxies() {
-    let server = TestServer::start_with(|f| f.passive_peer_check = Some(false));
-    std::fs::write(server.path("f"), b"via proxy").unwrap();
+fn passive_peer_check_can_be_turned_off_for_proxies(backend: Backend) {
+    let server = TestServer::start_on(backend, |f| f.passive_peer_check = Some(false));
+    server.files().write("f", b"via proxy");
     let mut c = server.login();
     let addr = c.pasv();
     c.send("RETR f");
@@ -190,9 +204,8 @@ fn passive_peer_check_can_be_turned_off_for_proxies() {
     assert_eq!(c.reply().0, 226);
 }
 
-#[test]
-fn bounce_protection_refuses_foreign_hosts_and_low_ports() {
-    let server = TestServer::start();
+fn bounce_protection_refuses_foreign_hosts_and_low_ports(backend: Backend) {
+    let server = TestServer::start_on(backend, |_| {});
     let mut c = server.login();
     // Refused before any connection is attempted.
     let text = c.ok("PORT 127,0,0,2,200,10", 504);
@@ -205,9 +218,8 @@ fn bounce_protection_refuses_foreign_hosts_and_low_ports() {
     c.ok("LIST", 425);
 }
 
-#[test]
-fn epsv_all_forbids_other_setups() {
-    let server = TestServer::start();
+fn epsv_all_forbids_other_setups(backend: Backend) {
+    let server = TestServer::start_on(backend, |_| {});
     let mut c = server.login();
     c.ok("EPSV ALL", 200);
     c.ok("PASV", 503);
@@ -216,9 +228,8 @@ fn epsv_all_forbids_other_setups() {
     assert_eq!(c.fetch(Mode::Epsv, "NLST"), b"");
 }
 
-#[test]
-fn nobody_connecting_gives_425_and_the_session_goes_on() {
-    let server = TestServer::start_with(|f| f.data_timeout = Some(1));
+fn nobody_connecting_gives_425_and_the_session_goes_on(backend: Backend) {
+    let server = TestServer::start_on(backend, |f| f.data_timeout = Some(1));
     let mut c = server.login();
     c.pasv();
     c.send("LIST");
@@ -238,9 +249,8 @@ fn nobody_connecting_gives_425_and_the_session_goes_on() {
     c.ok("NOOP", 200);
 }
 
-#[test]
-fn active_connections_come_from_port_20_when_allowed() {
-    let server = TestServer::start();
+fn active_connections_come_from_port_20_when_allowed(backend: Backend) {
+    let server = TestServer::start_on(backend, |_| {});
     let privileged = std::net::TcpListener::bind("127.0.0.1:20").is_ok();
     let mut c = server.login();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -257,17 +267,16 @@ fn active_connections_come_from_port_20_when_allowed() {
     }
 }
 
-#[test]
-fn ipv6_control_connection_uses_epsv_and_eprt() {
+fn ipv6_control_connection_uses_epsv_and_eprt(backend: Backend) {
     let Ok(probe) = TcpListener::bind("[::1]:0") else {
         panic!("IPv6 loopback is not available on this machine");
     };
     drop(probe);
-    let server = TestServer::start_with(|f| f.listen = Some("[::1]:0".into()));
+    let server = TestServer::start_on(backend, |f| f.listen = Some("[::1]:0".into()));
     let mut c = Ctl::connect(server.addr);
     c.ok("USER ftp", 331);
     c.ok("PASS x", 230);
-    std::fs::write(server.path("v6"), b"six").unwrap();
+    server.files().write("v6", b"six");
     c.ok("PASV", 425);
     c.ok("EPSV 1", 522);
     let port = c.epsv();
@@ -290,14 +299,13 @@ fn ipv6_control_connection_uses_epsv_and_eprt() {
     assert_eq!(c.reply().0, 226);
 }
 
-#[test]
-fn modes_can_be_switched_off() {
-    let server = TestServer::start_with(|f| f.active_enabled = Some(false));
+fn modes_can_be_switched_off(backend: Backend) {
+    let server = TestServer::start_on(backend, |f| f.active_enabled = Some(false));
     let mut c = server.login();
     c.ok("PORT 127,0,0,1,200,10", 502);
     c.ok("EPRT |1|127.0.0.1|51210|", 502);
     assert_eq!(c.fetch(Mode::Pasv, "NLST"), b"");
-    let server = TestServer::start_with(|f| f.passive_enabled = Some(false));
+    let server = TestServer::start_on(backend, |f| f.passive_enabled = Some(false));
     let mut c = server.login();
     c.ok("PASV", 502);
     c.ok("EPSV", 502);

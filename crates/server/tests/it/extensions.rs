@@ -1,5 +1,6 @@
 //! FEAT, OPTS, MLST/MLSD (RFC 3659), MFMT, HASH, AVBL, CLNT and HOST
-//! (RFC 7151), checked against the files on disk.
+//! (RFC 7151), checked against what the storage holds (and, on the local
+//! backend, against the files on disk), on both storage backends.
 
 use std::os::unix::fs::MetadataExt;
 
@@ -7,9 +8,17 @@ use sha2::Digest;
 
 use crate::helpers::*;
 
-#[test]
-fn feat_lists_every_extension_with_a_leading_space() {
-    let server = TestServer::start();
+on_both_backends!(
+    feat_lists_every_extension_with_a_leading_space,
+    mlst_and_mlsd_facts,
+    mfmt_sets_the_modification_time,
+    hash_matches_a_local_computation,
+    avbl_reports_free_space,
+    host_picks_a_virtual_host_before_user,
+);
+
+fn feat_lists_every_extension_with_a_leading_space(backend: Backend) {
+    let server = TestServer::start_on(backend, |_| {});
     let mut c = server.connect();
     let feat = c.ok("FEAT", 211);
     for f in [
@@ -28,20 +37,29 @@ fn feat_lists_every_extension_with_a_leading_space() {
     c.ok("CLNT ferroftp-tests 1.0", 200);
 }
 
-#[test]
-fn mlst_and_mlsd_facts() {
-    let server = TestServer::start();
-    std::fs::write(server.path("测试 file.txt"), b"12345").unwrap();
-    std::fs::create_dir(server.path("sub dir")).unwrap();
-    let meta = std::fs::metadata(server.path("测试 file.txt")).unwrap();
+fn mlst_and_mlsd_facts(backend: Backend) {
+    let server = TestServer::start_on(backend, |_| {});
+    let files = server.files();
+    files.write("测试 file.txt", b"12345");
+    files.mkdir("sub dir");
+    let facts = files.metadata("测试 file.txt").unwrap();
+    let unique = facts.unique.expect("no unique fact");
+    if let Some(path) = files.disk_path("测试 file.txt") {
+        let meta = std::fs::metadata(path).unwrap();
+        assert_eq!(
+            (facts.modified, unique.device, unique.inode, facts.mode),
+            (meta.mtime(), meta.dev(), meta.ino(), meta.mode() & 0o7777),
+            "the storage's facts are not the disk's"
+        );
+    }
     let mut c = server.login();
     let mlst = c.ok("MLST 测试 file.txt", 250);
     let expected = format!(
         " type=file;size=5;modify={};perm=adfrw;unique={:x}g{:x};UNIX.mode=0{:o}; /测试 file.txt\r\n",
-        ferroftp_proto::listing::mdtm_timestamp(meta.mtime()),
-        meta.dev(),
-        meta.ino(),
-        meta.mode() & 0o7777
+        ferroftp_proto::listing::mdtm_timestamp(facts.modified),
+        unique.device,
+        unique.inode,
+        facts.mode
     );
     assert!(mlst.starts_with("250-Listing /测试 file.txt\r\n"), "{mlst}");
     assert!(mlst.contains(&expected), "{mlst}\nexpected {expected}");
@@ -64,32 +82,37 @@ fn mlst_and_mlsd_facts() {
     assert!(c.ok("MLST 测试 file.txt", 250).contains(" type=file;size=5; /测试 file.txt\r\n"));
     assert!(c.ok("FEAT", 211).contains(" MLST type*;size*;modify;perm;unique;UNIX.mode;\r\n"));
     // A read-only user's perm fact says so.
-    let ro = TestServer::start_with(|f| f.anonymous_write = Some(false));
-    std::fs::write(ro.path("f"), b"x").unwrap();
+    let ro = TestServer::start_on(backend, |f| f.anonymous_write = Some(false));
+    ro.files().write("f", b"x");
     assert!(ro.login().ok("MLST f", 250).contains(";perm=r;"));
 }
 
-#[test]
-fn mfmt_sets_the_modification_time() {
-    let server = TestServer::start();
-    std::fs::write(server.path("old file"), b"x").unwrap();
+fn mfmt_sets_the_modification_time(backend: Backend) {
+    let server = TestServer::start_on(backend, |_| {});
+    let files = server.files();
+    files.write("old file", b"x");
     let mut c = server.login();
     assert_eq!(c.ok("MFMT 20200229123456 old file", 213), "213 Modify=20200229123456; old file\r\n");
-    let mtime = std::fs::metadata(server.path("old file")).unwrap().mtime();
+    let mtime = files.metadata("old file").unwrap().modified;
     assert_eq!(ferroftp_proto::listing::mdtm_timestamp(mtime), "20200229123456");
+    if let Some(path) = files.disk_path("old file") {
+        assert_eq!(std::fs::metadata(path).unwrap().mtime(), mtime, "the disk's mtime differs");
+    }
     assert_eq!(c.ok("MDTM old file", 213), "213 20200229123456\r\n");
     c.ok("MFMT 20201301000000 old file", 501);
     c.ok("MFMT 20200229123456 missing", 550);
-    let ro = TestServer::start_with(|f| f.anonymous_write = Some(false));
-    std::fs::write(ro.path("f"), b"x").unwrap();
+    assert_eq!(files.read("old file").as_deref(), Some(&b"x"[..]), "MFMT changed the bytes");
+    let ro = TestServer::start_on(backend, |f| f.anonymous_write = Some(false));
+    ro.files().write("f", b"x");
+    let before = ro.files().metadata("f").unwrap().modified;
     ro.login().ok("MFMT 20200229123456 f", 550);
+    assert_eq!(ro.files().metadata("f").unwrap().modified, before);
 }
 
-#[test]
-fn hash_matches_a_local_computation() {
-    let server = TestServer::start();
+fn hash_matches_a_local_computation(backend: Backend) {
+    let server = TestServer::start_on(backend, |_| {});
     let body = random_bytes(3_000_000, 8);
-    std::fs::write(server.path("big file.bin"), &body).unwrap();
+    server.files().write("big file.bin", &body);
     let mut c = server.login();
     let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
     let sha256 = hex(&sha2::Sha256::digest(&body));
@@ -111,22 +134,35 @@ fn hash_matches_a_local_computation() {
     c.ok("HASH d", 553);
 }
 
-#[test]
-fn avbl_reports_free_space_and_quota() {
-    let server = TestServer::start();
+fn avbl_reports_free_space(backend: Backend) {
+    // The memory tree tells exactly what its capacity leaves.
+    let capacity = 1 << 20;
+    let server = TestServer::start_on(backend, |f| {
+        if backend == Backend::Memory {
+            f.storage_capacity = Some(capacity);
+        }
+    });
+    server.files().write("kilobyte", &[7; 1000]);
+    server.files().mkdir("dir");
     let mut c = server.login();
     let text = c.ok("AVBL", 213);
     let free: u64 = text[4..].trim().parse().unwrap();
     assert!(free > 0, "{text}");
+    if backend == Backend::Memory {
+        assert_eq!(free, capacity - 1000, "{text}");
+    }
+    let text = c.ok("AVBL dir", 213);
+    assert!(text[4..].trim().parse::<u64>().unwrap() > 0, "{text}");
     c.ok("AVBL missing", 550);
 }
 
-#[test]
-fn host_picks_a_virtual_host_before_user() {
+fn host_picks_a_virtual_host_before_user(backend: Backend) {
+    // The hosts' roots are directories on disk, or in memory the subtrees
+    // at their paths (the configuration wants directories on disk there
+    // too); the memory server's own anonymous root is a subtree that holds
+    // neither.
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
-    std::fs::write(a.path().join("on-a"), b"a").unwrap();
-    std::fs::write(b.path().join("on-b"), b"b").unwrap();
     let hosts: std::collections::BTreeMap<String, ferroftp_server::config::HostFileConfig> = [
         (
             "a.example".to_string(),
@@ -138,7 +174,14 @@ fn host_picks_a_virtual_host_before_user() {
         ),
     ]
     .into();
-    let server = TestServer::start_with(|f| f.hosts = Some(hosts.clone()));
+    let server = TestServer::start_on(backend, |f| {
+        f.hosts = Some(hosts.clone());
+        if backend == Backend::Memory {
+            f.root = Some("/anonymous".into());
+        }
+    });
+    server.root_at(a.path()).write("on-a", b"a");
+    server.root_at(b.path()).write("on-b", b"b");
     let mut c = server.connect();
     c.ok("HOST unknown.example", 504);
     c.ok("HOST bad/name", 501);
@@ -153,10 +196,10 @@ fn host_picks_a_virtual_host_before_user() {
     d.ok("PASS x", 230);
     assert_eq!(d.fetch(Mode::Pasv, "NLST"), b"on-a\r\n");
     // Without HOST, the server's own root.
-    std::fs::write(server.path("default"), b"d").unwrap();
+    server.files().write("default", b"d");
     assert_eq!(server.login().fetch(Mode::Pasv, "NLST"), b"default\r\n");
     // A server without virtual hosts takes any name as itself.
-    let plain = TestServer::start();
+    let plain = TestServer::start_on(backend, |_| {});
     let mut e = plain.connect();
     e.ok("HOST ftp.example.com", 220);
     e.ok("USER ftp", 331);

@@ -1,18 +1,66 @@
-//! Shared helpers: start a server, speak to it line by line.
+//! Shared helpers: start a server on either storage backend, seed and
+//! check its files through the `Storage` trait, speak to it line by line.
 
+use std::future::Future;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use ferroftp_proto::listing::{EntryFacts, EntryKind};
+use ferroftp_server::path::VirtualPath;
+use ferroftp_server::storage::{self, Storage, StorageError, UploadOptions, WriteMode};
 use ferroftp_server::{Config, FileConfig, Server};
+use tokio::io::AsyncReadExt;
 
 pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The storage a test server serves from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A temporary directory on the local filesystem (`storage = "local"`).
+    Local,
+    /// The in-memory tree (`storage = "memory"`); the anonymous root is the
+    /// tree's `/`.
+    Memory,
+}
+
+/// Generates, for each function `name(backend: Backend)` listed, a module
+/// `name` with the tests `local` and `memory` running it on each backend
+/// (`transfers::rename::memory`, say).
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn local() {
+                    super::$name($crate::helpers::Backend::Local)
+                }
+
+                #[test]
+                fn memory() {
+                    super::$name($crate::helpers::Backend::Memory)
+                }
+            }
+        )*
+    };
+}
+pub(crate) use on_both_backends;
 
 /// A running server on its own thread and runtime; stops when dropped.
 pub struct TestServer {
     pub addr: SocketAddr,
-    pub root: tempfile::TempDir,
+    pub backend: Backend,
+    /// The temporary directory made for the anonymous root (the local
+    /// backend only).
+    _root: Option<tempfile::TempDir>,
+    /// The anonymous root on disk as configured (the local backend only).
+    root_on_disk: Option<PathBuf>,
+    /// The anonymous root's storage, as the server opened it.
+    anonymous: Option<Arc<dyn Storage>>,
+    /// The server's backend: opens users' homes and other roots.
+    storage: Arc<storage::Backend>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -25,23 +73,41 @@ impl TestServer {
 
     /// As `start`, with the file config adjusted by `adjust`.
     pub fn start_with(adjust: impl FnOnce(&mut FileConfig)) -> TestServer {
-        let root = tempfile::tempdir().unwrap();
+        Self::start_on(Backend::Local, adjust)
+    }
+
+    /// An anonymous read-write server on `backend` (a fresh temporary
+    /// root, or an empty tree), the file config adjusted by `adjust`.
+    pub fn start_on(backend: Backend, adjust: impl FnOnce(&mut FileConfig)) -> TestServer {
+        let root = match backend {
+            Backend::Local => Some(tempfile::tempdir().unwrap()),
+            Backend::Memory => None,
+        };
         let mut file = FileConfig {
             listen: Some("127.0.0.1:0".into()),
-            root: Some(root.path().to_path_buf()),
+            root: root.as_ref().map(|r| r.path().to_path_buf()),
+            storage: match backend {
+                Backend::Local => None,
+                Backend::Memory => Some("memory".into()),
+            },
             anonymous_write: Some(true),
             login_failure_delay_ms: Some(10),
             ..Default::default()
         };
         adjust(&mut file);
+        let root_on_disk = match backend {
+            Backend::Local => file.root.clone(),
+            Backend::Memory => None,
+        };
         let config = Config::from_file(file).unwrap();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             rt.block_on(async move {
                 let server = Server::bind(config).await.unwrap();
-                addr_tx.send(server.local_addr().unwrap()).unwrap();
+                let ready = (server.local_addr().unwrap(), server.anonymous_storage(), server.backend());
+                ready_tx.send(ready).unwrap();
                 server
                     .run(async move {
                         let _ = stop_rx.await;
@@ -49,12 +115,55 @@ impl TestServer {
                     .await;
             });
         });
-        let addr = addr_rx.recv_timeout(TIMEOUT).unwrap();
-        TestServer { addr, root, stop: Some(stop_tx), thread: Some(thread) }
+        let (addr, anonymous, storage) = ready_rx.recv_timeout(TIMEOUT).unwrap();
+        TestServer {
+            addr,
+            backend,
+            _root: root,
+            root_on_disk,
+            anonymous,
+            storage,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
     }
 
+    /// The anonymous root on disk: for tests of the local backend only.
+    pub fn root_dir(&self) -> &Path {
+        match &self.root_on_disk {
+            Some(root) => root,
+            None => panic!("a {:?} server has no root on disk", self.backend),
+        }
+    }
+
+    /// A path in the anonymous root on disk: for tests of the local backend
+    /// only (others look through [`TestServer::files`]).
     pub fn path(&self, rel: &str) -> PathBuf {
-        self.root.path().join(rel)
+        self.root_dir().join(rel)
+    }
+
+    /// The anonymous root, through the storage trait.
+    pub fn files(&self) -> Files {
+        let storage = self.anonymous.clone().expect("anonymous login is off: the server has no anonymous root");
+        Files { storage, disk: self.root_on_disk.clone() }
+    }
+
+    /// The home a user whose users-file entry says `home` gets, as its
+    /// sessions see it (in memory, the subtree there, made on demand).
+    pub fn home(&self, home: &Path) -> Files {
+        let storage = self.storage.open_home(home).unwrap_or_else(|e| panic!("home {}: {e}", home.display()));
+        Files { storage, disk: self.on_disk(home) }
+    }
+
+    /// A root (a mount, a virtual host's root) at `path`, as the server
+    /// opens it.
+    pub fn root_at(&self, path: &Path) -> Files {
+        let storage = self.storage.open_root(path).unwrap_or_else(|e| panic!("root {}: {e}", path.display()));
+        Files { storage, disk: self.on_disk(path) }
+    }
+
+    fn on_disk(&self, path: &Path) -> Option<PathBuf> {
+        (self.backend == Backend::Local).then(|| path.to_path_buf())
     }
 
     pub fn connect(&self) -> Ctl {
@@ -77,6 +186,110 @@ impl Drop for TestServer {
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+    }
+}
+
+/// Runs `future` to its end on this thread's own small runtime (the
+/// server's runtime is on its thread; the local backend needs a runtime
+/// for its blocking pool).
+fn block_on<F: Future>(future: F) -> F::Output {
+    thread_local! {
+        static RUNTIME: tokio::runtime::Runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    }
+    RUNTIME.with(|rt| rt.block_on(future))
+}
+
+/// `rel` (from the storage's root) as a virtual path.
+fn vpath(rel: &str) -> VirtualPath {
+    VirtualPath::root().resolve(rel)
+}
+
+/// A storage root seen through the `Storage` trait, whatever the backend:
+/// tests seed files and check what the server stored with these.
+pub struct Files {
+    storage: Arc<dyn Storage>,
+    /// The same directory on disk, on the local backend.
+    disk: Option<PathBuf>,
+}
+
+impl Files {
+    /// Stores `bytes` as the file `rel`, replacing any file there.
+    pub fn write(&self, rel: &str, bytes: &[u8]) {
+        let options =
+            UploadOptions { mode: WriteMode::Truncate, umask: 0o022, atomic: true, keep_partial: false, sync: false };
+        block_on(async {
+            let upload = self.storage.open_write(&vpath(rel), options).await?;
+            upload.commit(bytes.to_vec(), true).await
+        })
+        .unwrap_or_else(|e| panic!("writing {rel}: {e}"));
+    }
+
+    /// The bytes of the file `rel`, or `None` when nothing is there.
+    pub fn read(&self, rel: &str) -> Option<Vec<u8>> {
+        block_on(async {
+            let mut file = match self.storage.open_read(&vpath(rel), 0).await {
+                Ok(file) => file,
+                Err(StorageError::NotFound) => return None,
+                Err(e) => panic!("reading {rel}: {e}"),
+            };
+            let mut bytes = Vec::new();
+            file.reader.read_to_end(&mut bytes).await.unwrap_or_else(|e| panic!("reading {rel}: {e}"));
+            Some(bytes)
+        })
+    }
+
+    /// The facts about `rel`, or `None` when nothing is there.
+    pub fn metadata(&self, rel: &str) -> Option<EntryFacts> {
+        match block_on(self.storage.metadata(&vpath(rel))) {
+            Ok(facts) => Some(facts),
+            Err(StorageError::NotFound) => None,
+            Err(e) => panic!("looking at {rel}: {e}"),
+        }
+    }
+
+    /// Whether anything is at `rel`.
+    pub fn exists(&self, rel: &str) -> bool {
+        self.metadata(rel).is_some()
+    }
+
+    /// Whether `rel` is a directory.
+    pub fn is_dir(&self, rel: &str) -> bool {
+        self.metadata(rel).is_some_and(|f| f.kind == EntryKind::Directory)
+    }
+
+    /// Makes the directory `rel` (its parent must exist).
+    pub fn mkdir(&self, rel: &str) {
+        block_on(self.storage.mkdir(&vpath(rel), 0o022)).unwrap_or_else(|e| panic!("making {rel}: {e}"));
+    }
+
+    /// The names in the directory `rel`, sorted.
+    pub fn list(&self, rel: &str) -> Vec<String> {
+        let entries = block_on(self.storage.list(&vpath(rel))).unwrap_or_else(|e| panic!("listing {rel}: {e}"));
+        let mut names: Vec<String> = entries.into_iter().map(|e| e.name).collect();
+        names.sort();
+        names
+    }
+
+    /// `rel` on disk, on the local backend (`None` in memory).
+    pub fn disk_path(&self, rel: &str) -> Option<PathBuf> {
+        self.disk.as_ref().map(|d| d.join(rel))
+    }
+
+    /// Asserts the directory `rel` holds `names` and nothing else: no part
+    /// of an upload left behind. The local backend leaves its temporary
+    /// upload files out of listings, so there the directory on disk is
+    /// read as well.
+    pub fn assert_holds_only(&self, rel: &str, names: &[&str]) {
+        let mut expected: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        expected.sort();
+        assert_eq!(self.list(rel), expected, "listed in {rel:?}");
+        if let Some(dir) = self.disk_path(rel) {
+            let mut on_disk: Vec<String> =
+                std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+            on_disk.sort();
+            assert_eq!(on_disk, expected, "on disk in {}", dir.display());
         }
     }
 }
@@ -241,6 +454,17 @@ impl Ctl {
         let (code, last) = self.reply();
         assert_eq!(code, 226, "{command} end -> {last}");
         (first, last)
+    }
+}
+
+/// A fixed port for a test: `port` (below 31800) on the local backend, and
+/// 1000 higher on the memory backend, so both runs of a test can go at
+/// once (still below the kernel's ephemeral range, 32768-60999, where
+/// another test's connection could hold them).
+pub fn fixed_port(backend: Backend, port: u16) -> u16 {
+    match backend {
+        Backend::Local => port,
+        Backend::Memory => port + 1000,
     }
 }
 

@@ -1,10 +1,21 @@
 //! Connection limits, the login timeout and the brute-force defence. The
-//! second address, 127.0.0.2, stands in for another client host.
+//! second address, 127.0.0.2, stands in for another client host. Each
+//! runs on both storage backends.
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 
 use crate::helpers::*;
+
+on_both_backends!(
+    a_full_server_answers_421_at_connect,
+    connections_per_ip_are_limited,
+    not_logging_in_in_time_closes_the_connection,
+    rein_starts_the_login_clock_again,
+    activity_moves_the_idle_deadline,
+    repeated_failed_logins_close_the_connection,
+    an_address_that_keeps_failing_is_banned,
+);
 
 /// Connects from `local` and returns the first reply line.
 fn greeting_from(server: &TestServer, local: &str) -> (TcpStream, String) {
@@ -18,9 +29,8 @@ fn greeting_from(server: &TestServer, local: &str) -> (TcpStream, String) {
     (stream, line)
 }
 
-#[test]
-fn a_full_server_answers_421_at_connect() {
-    let server = TestServer::start_with(|f| f.max_clients = Some(2));
+fn a_full_server_answers_421_at_connect(backend: Backend) {
+    let server = TestServer::start_on(backend, |f| f.max_clients = Some(2));
     let a = server.login();
     let _b = server.connect();
     let (_c, line) = greeting_from(&server, "127.0.0.1");
@@ -39,9 +49,8 @@ fn a_full_server_answers_421_at_connect() {
     panic!("no place freed: {last}");
 }
 
-#[test]
-fn connections_per_ip_are_limited() {
-    let server = TestServer::start_with(|f| f.max_clients_per_ip = Some(1));
+fn connections_per_ip_are_limited(backend: Backend) {
+    let server = TestServer::start_on(backend, |f| f.max_clients_per_ip = Some(1));
     let _a = server.login();
     let (_b, line) = greeting_from(&server, "127.0.0.1");
     assert!(line.starts_with("421 Too many connections from your address"), "{line}");
@@ -49,9 +58,8 @@ fn connections_per_ip_are_limited() {
     assert!(line.starts_with("220"), "another address is let in: {line}");
 }
 
-#[test]
-fn not_logging_in_in_time_closes_the_connection() {
-    let server = TestServer::start_with(|f| f.login_timeout = Some(1));
+fn not_logging_in_in_time_closes_the_connection(backend: Backend) {
+    let server = TestServer::start_on(backend, |f| f.login_timeout = Some(1));
     let mut c = server.connect();
     c.ok("USER ftp", 331);
     let (code, text) = c.reply();
@@ -64,11 +72,10 @@ fn not_logging_in_in_time_closes_the_connection() {
     d.ok("NOOP", 200);
 }
 
-#[test]
-fn rein_starts_the_login_clock_again() {
+fn rein_starts_the_login_clock_again(backend: Backend) {
     // The session keeps one timer; REIN brings its deadline nearer (from
     // the idle timeout to the login timeout), and the timer must follow.
-    let server = TestServer::start_with(|f| f.login_timeout = Some(1));
+    let server = TestServer::start_on(backend, |f| f.login_timeout = Some(1));
     let mut c = server.login();
     c.ok("REIN", 220);
     let (code, text) = c.reply();
@@ -76,11 +83,10 @@ fn rein_starts_the_login_clock_again() {
     assert!(text.contains("not logged in in time"), "{text}");
 }
 
-#[test]
-fn activity_moves_the_idle_deadline() {
+fn activity_moves_the_idle_deadline(backend: Backend) {
     // The timer is moved lazily: when it fires early it must re-arm, not
     // close a session that was busy.
-    let server = TestServer::start_with(|f| f.idle_timeout = Some(2));
+    let server = TestServer::start_on(backend, |f| f.idle_timeout = Some(2));
     let mut c = server.login();
     for _ in 0..3 {
         std::thread::sleep(std::time::Duration::from_millis(1200));
@@ -91,9 +97,8 @@ fn activity_moves_the_idle_deadline() {
     assert!(text.contains("idle too long"), "{text}");
 }
 
-#[test]
-fn repeated_failed_logins_close_the_connection() {
-    let server = TestServer::start_with(|f| {
+fn repeated_failed_logins_close_the_connection(backend: Backend) {
+    let server = TestServer::start_on(backend, |f| {
         f.anonymous = Some(false);
         f.max_login_failures = Some(2);
     });
@@ -106,9 +111,8 @@ fn repeated_failed_logins_close_the_connection() {
     assert_eq!(c.read_to_end(), "");
 }
 
-#[test]
-fn an_address_that_keeps_failing_is_banned() {
-    let server = TestServer::start_with(|f| {
+fn an_address_that_keeps_failing_is_banned(backend: Backend) {
+    let server = TestServer::start_on(backend, |f| {
         f.anonymous = Some(false);
         f.ban_failures = Some(3);
         f.ban_duration = Some(600);

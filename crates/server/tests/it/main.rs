@@ -1,5 +1,7 @@
 //! Integration tests: a real server started in-process on 127.0.0.1:0,
-//! driven with raw sockets and a third-party client (suppaftp).
+//! driven with raw sockets and a third-party client (suppaftp). Tests of
+//! protocol behaviour run on both storage backends (`name::local`,
+//! `name::memory`); those about the local filesystem itself run on it alone.
 
 mod attacks;
 mod commands;

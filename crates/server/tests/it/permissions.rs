@@ -1,5 +1,7 @@
 //! Per-user permissions, umask and session limits; anonymous upload and
-//! mkdir switches; bandwidth limits in STAT and in effect.
+//! mkdir switches; bandwidth limits in STAT and in effect; quotas. On both
+//! storage backends, except mode bits on disk and what happens to homes
+//! on disk (shared descriptors, a home moved or missing).
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
@@ -11,24 +13,35 @@ use crate::helpers::*;
 /// A user's name and how its entry differs from a read-only user.
 type UserSpec<'a> = (&'a str, Box<dyn Fn(&mut UserEntry)>);
 
-/// A server whose users file holds `users` (password "pw" each), homes
-/// under one temporary directory.
-fn server_with_users(users: Vec<UserSpec>) -> (TestServer, tempfile::TempDir) {
+/// A server on `backend` whose users file holds `users` (password "pw"
+/// each), each home holding `existing.txt`. The homes' paths are under one
+/// temporary directory, which holds the users file: on the local backend
+/// the homes are directories there, in memory subtrees at those paths.
+fn server_with_users(backend: Backend, users: Vec<UserSpec>) -> (TestServer, tempfile::TempDir) {
     let homes = tempfile::tempdir().unwrap();
     let hash = hash_password("pw").unwrap();
     let mut file = UsersFile::default();
     for (name, adjust) in users {
         let home = homes.path().join(name);
-        std::fs::create_dir(&home).unwrap();
-        std::fs::write(home.join("existing.txt"), b"existing").unwrap();
+        if backend == Backend::Local {
+            std::fs::create_dir(&home).unwrap();
+        }
         let mut entry = UserEntry::new(name.to_string(), hash.clone(), home, false);
         adjust(&mut entry);
         file.user.push(entry);
     }
     let path = homes.path().join("users.toml");
     file.save(&path).unwrap();
-    let server = TestServer::start_with(|f| f.users = Some(path.clone()));
+    let server = TestServer::start_on(backend, |f| f.users = Some(path.clone()));
+    for entry in &file.user {
+        server.home(&entry.home).write("existing.txt", b"existing");
+    }
     (server, homes)
+}
+
+/// The home of the user `name` made by [`server_with_users`].
+fn home_of(server: &TestServer, homes: &tempfile::TempDir, name: &str) -> Files {
+    server.home(&homes.path().join(name))
 }
 
 fn login_as(server: &TestServer, name: &str) -> Ctl {
@@ -39,17 +52,29 @@ fn login_as(server: &TestServer, name: &str) -> Ctl {
     c
 }
 
-#[test]
-fn each_permission_is_checked() {
-    let (server, homes) = server_with_users(vec![
-        (
-            "reader",
-            Box::new(|u: &mut UserEntry| u.permissions = Some(vec!["list".into(), "read".into(), "mkdir".into()])),
-        ),
-        ("dropbox", Box::new(|u: &mut UserEntry| u.permissions = Some(vec!["write".into()]))),
-        ("appender", Box::new(|u: &mut UserEntry| u.permissions = Some(vec!["list".into(), "append".into()]))),
-        ("all", Box::new(|u: &mut UserEntry| u.write = true)),
-    ]);
+on_both_backends!(
+    each_permission_is_checked,
+    max_sessions_per_user,
+    anonymous_upload_and_mkdir_switches,
+    bandwidth_limits_show_in_stat_and_pace_transfers,
+    byte_quota_stops_an_upload_and_leaves_nothing_behind,
+    file_quota_refuses_new_files_before_the_transfer,
+    byte_quota_stops_a_streaming_resume_and_cuts_the_file_back,
+);
+
+fn each_permission_is_checked(backend: Backend) {
+    let (server, homes) = server_with_users(
+        backend,
+        vec![
+            (
+                "reader",
+                Box::new(|u: &mut UserEntry| u.permissions = Some(vec!["list".into(), "read".into(), "mkdir".into()])),
+            ),
+            ("dropbox", Box::new(|u: &mut UserEntry| u.permissions = Some(vec!["write".into()]))),
+            ("appender", Box::new(|u: &mut UserEntry| u.permissions = Some(vec!["list".into(), "append".into()]))),
+            ("all", Box::new(|u: &mut UserEntry| u.write = true)),
+        ],
+    );
     let mut r = login_as(&server, "reader");
     assert_eq!(r.fetch(Mode::Pasv, "RETR existing.txt"), b"existing");
     r.ok("MKD made", 257);
@@ -64,7 +89,7 @@ fn each_permission_is_checked() {
     // A drop box: upload, but not list, read or delete.
     let mut d = login_as(&server, "dropbox");
     d.upload(Mode::Pasv, "STOR scan-001.pdf", b"%PDF");
-    assert_eq!(read(&homes.path().join("dropbox/scan-001.pdf")), b"%PDF");
+    assert_eq!(home_of(&server, &homes, "dropbox").read("scan-001.pdf").as_deref(), Some(&b"%PDF"[..]));
     d.ok("PASV", 227);
     d.ok("LIST", 550);
     d.ok("NLST", 550);
@@ -72,13 +97,15 @@ fn each_permission_is_checked() {
     d.ok("STAT /", 550);
     d.ok("SIZE scan-001.pdf", 550);
     d.ok("DELE scan-001.pdf", 550);
+    assert!(home_of(&server, &homes, "dropbox").exists("scan-001.pdf"));
 
     let mut a = login_as(&server, "appender");
     a.upload(Mode::Pasv, "APPE existing.txt", b" and more");
-    assert_eq!(read(&homes.path().join("appender/existing.txt")), b"existing and more");
+    let appender = home_of(&server, &homes, "appender");
+    assert_eq!(appender.read("existing.txt").as_deref(), Some(&b"existing and more"[..]));
     a.ok("REST 3", 350);
     a.upload(Mode::Pasv, "STOR existing.txt", b"XYZ");
-    assert_eq!(read(&homes.path().join("appender/existing.txt")), b"exiXYZ");
+    assert_eq!(appender.read("existing.txt").as_deref(), Some(&b"exiXYZ"[..]));
     a.ok("PASV", 227);
     a.ok("STOR other.txt", 550);
     a.ok("RETR existing.txt", 550);
@@ -89,17 +116,24 @@ fn each_permission_is_checked() {
     all.ok("DELE renamed.txt", 250);
     all.ok("MKD d", 257);
     all.ok("RMD d", 250);
+    home_of(&server, &homes, "all").assert_holds_only("", &[]);
+    let reader = home_of(&server, &homes, "reader");
+    assert_eq!(reader.read("existing.txt").as_deref(), Some(&b"existing"[..]));
+    reader.assert_holds_only("", &["existing.txt", "made"]);
 }
 
 #[test]
 fn user_umask_applies_to_new_files() {
-    let (server, homes) = server_with_users(vec![(
-        "private",
-        Box::new(|u: &mut UserEntry| {
-            u.write = true;
-            u.umask = Some("077".into());
-        }),
-    )]);
+    let (server, homes) = server_with_users(
+        Backend::Local,
+        vec![(
+            "private",
+            Box::new(|u: &mut UserEntry| {
+                u.write = true;
+                u.umask = Some("077".into());
+            }),
+        )],
+    );
     let mut c = login_as(&server, "private");
     assert!(c.ok("SITE UMASK", 200).contains("077"));
     c.upload(Mode::Pasv, "STOR secret.txt", b"s");
@@ -109,9 +143,9 @@ fn user_umask_applies_to_new_files() {
     assert_eq!(mode("vault"), 0o700);
 }
 
-#[test]
-fn max_sessions_per_user() {
-    let (server, _homes) = server_with_users(vec![("solo", Box::new(|u: &mut UserEntry| u.max_sessions = Some(1)))]);
+fn max_sessions_per_user(backend: Backend) {
+    let (server, _homes) =
+        server_with_users(backend, vec![("solo", Box::new(|u: &mut UserEntry| u.max_sessions = Some(1)))]);
     let first = login_as(&server, "solo");
     let mut second = server.connect();
     second.ok("USER solo", 331);
@@ -130,36 +164,41 @@ fn max_sessions_per_user() {
     panic!("the session place was never freed");
 }
 
-#[test]
-fn anonymous_upload_and_mkdir_switches() {
-    let server = TestServer::start_with(|f| {
+fn anonymous_upload_and_mkdir_switches(backend: Backend) {
+    let server = TestServer::start_on(backend, |f| {
         f.anonymous_write = Some(false);
         f.anonymous_upload = Some(true);
     });
-    std::fs::write(server.path("keep"), b"keep").unwrap();
+    server.files().write("keep", b"keep");
     let mut c = server.login();
     c.ok("TYPE I", 200);
     c.upload(Mode::Pasv, "STOR incoming.bin", b"upload");
-    assert_eq!(read(&server.path("incoming.bin")), b"upload");
+    assert_eq!(server.files().read("incoming.bin").as_deref(), Some(&b"upload"[..]));
     c.ok("MKD dir", 550);
     c.ok("DELE keep", 550);
     c.ok("RNFR keep", 550);
-    let server = TestServer::start_with(|f| {
+    assert_eq!(server.files().read("keep").as_deref(), Some(&b"keep"[..]));
+    server.files().assert_holds_only("", &["incoming.bin", "keep"]);
+    let server = TestServer::start_on(backend, |f| {
         f.anonymous_write = Some(false);
         f.anonymous_mkdir = Some(true);
         f.anonymous_umask = Some("027".into());
     });
     let mut c = server.login();
     c.ok("MKD dir", 257);
-    assert_eq!(std::fs::metadata(server.path("dir")).unwrap().permissions().mode() & 0o777, 0o750);
+    assert!(server.files().is_dir("dir"));
+    // The umask's mode bits are kept on disk only.
+    if let Some(dir) = server.files().disk_path("dir") {
+        assert_eq!(std::fs::metadata(dir).unwrap().permissions().mode() & 0o777, 0o750);
+    }
     c.ok("PASV", 227);
     c.ok("STOR x", 550);
+    server.files().assert_holds_only("", &["dir"]);
 }
 
-#[test]
-fn bandwidth_limits_show_in_stat_and_pace_transfers() {
-    let server = TestServer::start_with(|f| f.anonymous_download_rate = Some(20_000));
-    std::fs::write(server.path("big"), random_bytes(2_000_000, 9)).unwrap();
+fn bandwidth_limits_show_in_stat_and_pace_transfers(backend: Backend) {
+    let server = TestServer::start_on(backend, |f| f.anonymous_download_rate = Some(20_000));
+    server.files().write("big", &random_bytes(2_000_000, 9));
     let mut c = server.login();
     let stat = c.ok("STAT", 211);
     assert!(stat.contains("Session bandwidth limit in bytes per second is 20000 down, unlimited up"), "{stat}");
@@ -177,26 +216,28 @@ fn bandwidth_limits_show_in_stat_and_pace_transfers() {
     c.send("ABOR");
     assert_eq!(c.reply().0, 426);
     assert_eq!(c.reply().0, 226);
-    let plain = TestServer::start();
+    let plain = TestServer::start_on(backend, |_| {});
     assert!(plain.login().ok("STAT", 211).contains("No session bandwidth limit"));
 }
 
-fn quota_user(bytes: Option<u64>, files: Option<u64>) -> (TestServer, tempfile::TempDir) {
-    server_with_users(vec![(
-        "q",
-        Box::new(move |u: &mut UserEntry| {
-            u.write = true;
-            u.quota_bytes = bytes;
-            u.quota_files = files;
-        }),
-    )])
+fn quota_user(backend: Backend, bytes: Option<u64>, files: Option<u64>) -> (TestServer, tempfile::TempDir) {
+    server_with_users(
+        backend,
+        vec![(
+            "q",
+            Box::new(move |u: &mut UserEntry| {
+                u.write = true;
+                u.quota_bytes = bytes;
+                u.quota_files = files;
+            }),
+        )],
+    )
 }
 
-#[test]
-fn byte_quota_stops_an_upload_and_leaves_nothing_behind() {
+fn byte_quota_stops_an_upload_and_leaves_nothing_behind(backend: Backend) {
     // The home starts with existing.txt (8 bytes).
-    let (server, homes) = quota_user(Some(1_000_008), None);
-    let home = homes.path().join("q");
+    let (server, homes) = quota_user(backend, Some(1_000_008), None);
+    let home = home_of(&server, &homes, "q");
     let mut c = login_as(&server, "q");
     c.upload(Mode::Pasv, "STOR a.bin", &random_bytes(600_000, 1));
     // 600,000 more would pass the limit: 552, and no partial file.
@@ -208,8 +249,8 @@ fn byte_quota_stops_an_upload_and_leaves_nothing_behind() {
     drop(data);
     let (code, text) = c.reply();
     assert_eq!(code, 552, "{text}");
-    assert!(!home.join("b.bin").exists());
-    assert_eq!(std::fs::read_dir(&home).unwrap().count(), 2, "no temporary file left");
+    assert!(!home.exists("b.bin"));
+    home.assert_holds_only("", &["a.bin", "existing.txt"]);
     // What was refused did not count: 400,000 still fit.
     c.upload(Mode::Pasv, "STOR c.bin", &random_bytes(400_000, 3));
     // Replacing a file is charged only for the difference.
@@ -218,7 +259,7 @@ fn byte_quota_stops_an_upload_and_leaves_nothing_behind() {
     c.ok("DELE c.bin", 250);
     c.upload(Mode::Pasv, "STOR d.bin", &random_bytes(400_000, 5));
     // An append past the limit is cut back to where it began.
-    let before = read(&home.join("d.bin"));
+    let before = home.read("d.bin").expect("no d.bin");
     let pending = c.data(Mode::Pasv);
     c.send("APPE d.bin");
     assert_eq!(c.reply().0, 150);
@@ -226,13 +267,13 @@ fn byte_quota_stops_an_upload_and_leaves_nothing_behind() {
     let _ = std::io::Write::write_all(&mut data, &random_bytes(100_000, 6));
     drop(data);
     assert_eq!(c.reply().0, 552);
-    assert!(read(&home.join("d.bin")) == before, "the append was not undone");
+    assert!(home.read("d.bin") == Some(before), "the append was not undone");
+    home.assert_holds_only("", &["a.bin", "d.bin", "existing.txt"]);
 }
 
-#[test]
-fn file_quota_refuses_new_files_before_the_transfer() {
+fn file_quota_refuses_new_files_before_the_transfer(backend: Backend) {
     // existing.txt is the first file.
-    let (server, homes) = quota_user(None, Some(2));
+    let (server, homes) = quota_user(backend, None, Some(2));
     let mut c = login_as(&server, "q");
     c.upload(Mode::Pasv, "STOR second", b"2");
     c.ok("PASV", 227);
@@ -243,16 +284,18 @@ fn file_quota_refuses_new_files_before_the_transfer() {
     c.upload(Mode::Pasv, "STOR second", b"two");
     c.ok("DELE second", 250);
     c.upload(Mode::Pasv, "STOR third", b"3");
-    assert_eq!(std::fs::read_dir(homes.path().join("q")).unwrap().count(), 2);
+    let home = home_of(&server, &homes, "q");
+    home.assert_holds_only("", &["existing.txt", "third"]);
+    assert_eq!(home.read("third").as_deref(), Some(&b"3"[..]));
 }
 
-#[test]
-fn byte_quota_stops_a_streaming_resume_and_cuts_the_file_back() {
+fn byte_quota_stops_a_streaming_resume_and_cuts_the_file_back(backend: Backend) {
     // A resumed upload (REST + STOR) of several MiB streams on a thread
-    // of its own; past the quota it is refused and the file is cut back to
-    // the offset once the thread has stopped writing.
-    let (server, homes) = quota_user(Some(3 << 20), None);
-    let home = homes.path().join("q");
+    // of its own on the local backend; past the quota it is refused and
+    // the file is cut back to the offset once the upload has stopped
+    // writing.
+    let (server, homes) = quota_user(backend, Some(3 << 20), None);
+    let home = home_of(&server, &homes, "q");
     let mut c = login_as(&server, "q");
     let start = random_bytes(100_000, 1);
     c.upload(Mode::Pasv, "STOR big.bin", &start);
@@ -266,7 +309,7 @@ fn byte_quota_stops_a_streaming_resume_and_cuts_the_file_back() {
     drop(data);
     let (code, text) = c.reply();
     assert_eq!(code, 552, "{text}");
-    assert!(read(&home.join("big.bin")) == start, "the resumed part was not cut back");
+    assert!(home.read("big.bin") == Some(start), "the resumed part was not cut back");
     // A new upload past the limit leaves nothing behind.
     let pending = c.data(Mode::Pasv);
     c.send("STOR other.bin");
@@ -275,7 +318,8 @@ fn byte_quota_stops_a_streaming_resume_and_cuts_the_file_back() {
     let _ = std::io::Write::write_all(&mut data, &random_bytes(8 << 20, 3));
     drop(data);
     assert_eq!(c.reply().0, 552);
-    assert!(!home.join("other.bin").exists());
+    assert!(!home.exists("other.bin"));
+    home.assert_holds_only("", &["big.bin", "existing.txt"]);
 }
 
 /// Descriptors this process holds open on `dir`.
@@ -293,7 +337,7 @@ fn descriptors_on(dir: &std::path::Path) -> usize {
 /// home moved aside and made anew is what the next session gets.
 #[test]
 fn sessions_of_one_user_share_its_home_directory() {
-    let (server, homes) = server_with_users(vec![("cam", Box::new(|_: &mut UserEntry| {}))]);
+    let (server, homes) = server_with_users(Backend::Local, vec![("cam", Box::new(|_: &mut UserEntry| {}))]);
     let home = homes.path().join("cam");
     let mut sessions: Vec<Ctl> = (0..3).map(|_| login_as(&server, "cam")).collect();
     assert_eq!(descriptors_on(&home), 1, "each session opened the home itself");
@@ -314,10 +358,10 @@ fn sessions_of_one_user_share_its_home_directory() {
 /// counted, so the address is never banned for it.
 #[test]
 fn a_missing_home_gets_421_and_never_bans_the_address() {
-    let (server, homes) = server_with_users(vec![
-        ("ghost", Box::new(|_: &mut UserEntry| {})),
-        ("real", Box::new(|_: &mut UserEntry| {})),
-    ]);
+    let (server, homes) = server_with_users(
+        Backend::Local,
+        vec![("ghost", Box::new(|_: &mut UserEntry| {})), ("real", Box::new(|_: &mut UserEntry| {}))],
+    );
     std::fs::remove_dir_all(homes.path().join("ghost")).unwrap();
     // More tries than the default ban threshold (10 failures).
     for _ in 0..12 {

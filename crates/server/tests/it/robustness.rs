@@ -1,11 +1,14 @@
 //! Hostile and malformed input: long lines, NUL bytes, invalid UTF-8,
-//! Telnet sequences, paths that try to leave the root.
+//! Telnet sequences, on both storage backends; symlinks that try to leave
+//! the root, on the local backend (attacks.rs has `..` and absolute paths
+//! on both).
 
 use crate::helpers::*;
 
-#[test]
-fn overlong_line_gets_500_and_the_session_goes_on() {
-    let server = TestServer::start();
+on_both_backends!(overlong_line_gets_500_and_the_session_goes_on, garbage_never_wedges_a_session);
+
+fn overlong_line_gets_500_and_the_session_goes_on(backend: Backend) {
+    let server = TestServer::start_on(backend, |_| {});
     let mut c = server.login();
     let long = vec![b'A'; 100_000];
     c.send_raw(b"NOOP ");
@@ -19,9 +22,8 @@ fn overlong_line_gets_500_and_the_session_goes_on() {
     c.ok(&at_limit, 200);
 }
 
-#[test]
-fn garbage_never_wedges_a_session() {
-    let server = TestServer::start();
+fn garbage_never_wedges_a_session(backend: Backend) {
+    let server = TestServer::start_on(backend, |_| {});
     let mut c = server.login();
     for (bytes, code) in [
         (&b"RETR a\0b\r\n"[..], 501),

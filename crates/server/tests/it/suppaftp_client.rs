@@ -1,5 +1,5 @@
 //! A Rust FTP client no one here wrote (suppaftp), in passive and active
-//! mode, with byte-for-byte comparison.
+//! mode, with byte-for-byte comparison, on both storage backends.
 
 use std::io::Cursor;
 
@@ -8,9 +8,10 @@ use suppaftp::{FtpStream, Mode as FtpMode};
 
 use crate::helpers::*;
 
-#[test]
-fn suppaftp_round_trips_in_passive_and_active_mode() {
-    let server = TestServer::start();
+on_both_backends!(suppaftp_round_trips_in_passive_and_active_mode,);
+
+fn suppaftp_round_trips_in_passive_and_active_mode(backend: Backend) {
+    let server = TestServer::start_on(backend, |_| {});
     for (i, mode) in [FtpMode::Passive, FtpMode::ExtendedPassive, FtpMode::Active].into_iter().enumerate() {
         let mut ftp = FtpStream::connect(server.addr).unwrap();
         ftp.login("anonymous", "suppaftp@example.org").unwrap();
@@ -19,7 +20,7 @@ fn suppaftp_round_trips_in_passive_and_active_mode() {
         let body = random_bytes(2 * 1024 * 1024 + i, 100 + i as u64);
         let name = format!("suppa 文件 {i}.bin");
         ftp.put_file(&name, &mut Cursor::new(body.clone())).unwrap();
-        assert_eq!(read(&server.path(&name)), body);
+        assert!(server.files().read(&name) == Some(body.clone()), "{mode:?}: the stored bytes differ");
         let got = ftp.retr_as_buffer(&name).unwrap().into_inner();
         assert_eq!(got, body, "{mode:?}");
         let names = ftp.nlst(None).unwrap();
@@ -36,4 +37,5 @@ fn suppaftp_round_trips_in_passive_and_active_mode() {
         ftp.rmdir(format!("dir {i}")).unwrap();
         ftp.quit().unwrap();
     }
+    server.files().assert_holds_only("", &[]);
 }

@@ -1,14 +1,30 @@
 //! Uploads and downloads in every data-connection mode, compared byte for
-//! byte; REST, APPE, STOU, TYPE A; ABOR, STAT and QUIT mid-transfer.
+//! byte; REST, APPE, STOU, TYPE A; ABOR, STAT and QUIT mid-transfer. Each
+//! runs on both storage backends, except the tests of the local backend's
+//! own machinery (the blocking pool, the streaming threads and epoll).
 
 use std::io::{Read, Write};
 use std::time::Duration;
 
 use crate::helpers::*;
 
-#[test]
-fn round_trip_every_mode_with_unicode_names() {
-    round_trip_every_mode(&TestServer::start());
+on_both_backends!(
+    round_trip_every_mode_with_unicode_names,
+    rest_resumes_downloads_and_uploads,
+    stou_names_the_file_in_the_150_reply,
+    type_a_converts_line_ends_both_ways,
+    list_forms,
+    abor_with_telnet_synch_stops_a_running_transfer,
+    abor_sent_as_urgent_data_with_no_transfer_is_answered,
+    commands_during_a_transfer_wait_their_turn_and_quit_waits_for_it,
+    rein_waits_for_the_transfer_then_resets_the_session,
+    a_broken_data_connection_gives_426_and_the_session_goes_on,
+    upload_data_is_all_written_before_226,
+    a_big_download_to_a_reader_that_pauses_arrives_whole,
+);
+
+fn round_trip_every_mode_with_unicode_names(backend: Backend) {
+    round_trip_every_mode(&TestServer::start_on(backend, |_| {}));
 }
 
 /// The same, with filesystem calls on the blocking pool (and downloads
@@ -28,21 +44,21 @@ fn round_trip_every_mode(server: &TestServer) {
         let body = random_bytes(3 * 1024 * 1024 + i, i as u64 + 1);
         let name = format!("目录 dir/测试 文件 {i}.bin");
         c.upload(mode, &format!("STOR {name}"), &body);
-        assert_eq!(read(&server.path(&name)), body, "{mode:?} stored bytes");
+        assert!(server.files().read(&name) == Some(body.clone()), "{mode:?} stored bytes differ");
         assert_eq!(c.fetch(mode, &format!("RETR {name}")), body, "{mode:?} retrieved bytes");
         let names = String::from_utf8(c.fetch(mode, "NLST 目录 dir")).unwrap();
         assert!(names.contains(&format!("测试 文件 {i}.bin\r\n")), "{names}");
     }
 }
 
-#[test]
-fn rest_resumes_downloads_and_uploads() {
-    resume_downloads_and_uploads(&TestServer::start());
+fn rest_resumes_downloads_and_uploads(backend: Backend) {
+    resume_downloads_and_uploads(&TestServer::start_on(backend, |_| {}));
 }
 
 fn resume_downloads_and_uploads(server: &TestServer) {
     let body = random_bytes(1_000_000, 7);
-    std::fs::write(server.path("big"), &body).unwrap();
+    let files = server.files();
+    files.write("big", &body);
     let mut c = server.login();
     c.ok("TYPE I", 200);
     c.ok("REST 999000", 350);
@@ -55,51 +71,50 @@ fn resume_downloads_and_uploads(server: &TestServer) {
     c.upload(Mode::Port, "STOR partial", &body[..400_000]);
     c.ok("REST 400000", 350);
     c.upload(Mode::Pasv, "STOR partial", &body[400_000..]);
-    assert_eq!(read(&server.path("partial")), body);
+    assert!(files.read("partial") == Some(body.clone()), "the resumed upload differs");
     // And with APPE.
     c.upload(Mode::Pasv, "STOR appended", &body[..123]);
     c.upload(Mode::Epsv, "APPE appended", &body[123..]);
-    assert_eq!(read(&server.path("appended")), body);
+    assert!(files.read("appended") == Some(body.clone()), "the appended file differs");
     // APPE creates a missing file.
     c.upload(Mode::Pasv, "APPE fresh", b"fresh");
-    assert_eq!(read(&server.path("fresh")), b"fresh");
+    assert_eq!(files.read("fresh").as_deref(), Some(&b"fresh"[..]));
 }
 
-#[test]
-fn stou_names_the_file_in_the_150_reply() {
-    let server = TestServer::start();
-    std::fs::write(server.path("report.txt"), b"old").unwrap();
+fn stou_names_the_file_in_the_150_reply(backend: Backend) {
+    let server = TestServer::start_on(backend, |_| {});
+    let files = server.files();
+    files.write("report.txt", b"old");
     let mut c = server.login();
     c.ok("TYPE I", 200);
     let (first, last) = c.upload(Mode::Pasv, "STOU report.txt", b"new one");
     let name = first.trim_end().strip_prefix("150 FILE: ").unwrap_or_else(|| panic!("{first}")).to_string();
     assert_ne!(name, "report.txt");
     assert!(last.contains(&name));
-    assert_eq!(read(&server.path(&name)), b"new one");
-    assert_eq!(read(&server.path("report.txt")), b"old");
+    assert_eq!(files.read(&name).as_deref(), Some(&b"new one"[..]));
+    assert_eq!(files.read("report.txt").as_deref(), Some(&b"old"[..]));
     let (first, _) = c.upload(Mode::Pasv, "STOU", b"anon");
-    let name = first.trim_end().strip_prefix("150 FILE: ").unwrap().to_string();
-    assert_eq!(read(&server.path(&name)), b"anon");
+    let anon = first.trim_end().strip_prefix("150 FILE: ").unwrap().to_string();
+    assert_eq!(files.read(&anon).as_deref(), Some(&b"anon"[..]));
+    files.assert_holds_only("", &[&name, &anon, "report.txt"]);
 }
 
-#[test]
-fn type_a_converts_line_ends_both_ways() {
-    let server = TestServer::start();
-    std::fs::write(server.path("unix.txt"), b"x\ny\n").unwrap();
+fn type_a_converts_line_ends_both_ways(backend: Backend) {
+    let server = TestServer::start_on(backend, |_| {});
+    server.files().write("unix.txt", b"x\ny\n");
     let mut c = server.login();
     c.ok("TYPE A", 200);
     assert_eq!(c.fetch(Mode::Pasv, "RETR unix.txt"), b"x\r\ny\r\n");
     c.upload(Mode::Pasv, "STOR dos.txt", b"a\r\nb\r\n");
-    assert_eq!(read(&server.path("dos.txt")), b"a\nb\n");
+    assert_eq!(server.files().read("dos.txt").as_deref(), Some(&b"a\nb\n"[..]));
     c.ok("TYPE I", 200);
     assert_eq!(c.fetch(Mode::Pasv, "RETR unix.txt"), b"x\ny\n");
 }
 
-#[test]
-fn list_forms() {
-    let server = TestServer::start();
-    std::fs::create_dir(server.path("d")).unwrap();
-    std::fs::write(server.path("d/one two.txt"), b"abc").unwrap();
+fn list_forms(backend: Backend) {
+    let server = TestServer::start_on(backend, |_| {});
+    server.files().mkdir("d");
+    server.files().write("d/one two.txt", b"abc");
     let mut c = server.login();
     let listing = String::from_utf8(c.fetch(Mode::Pasv, "LIST -la d")).unwrap();
     assert!(listing.starts_with("-rw-") && listing.ends_with(" one two.txt\r\n"), "{listing}");
@@ -120,7 +135,7 @@ fn list_forms() {
 /// Starts RETR of a large file and reads only a little of it, so the
 /// transfer is in flight with the client holding the data connection open.
 fn start_stalled_retr(server: &TestServer, c: &mut Ctl) -> std::net::TcpStream {
-    std::fs::write(server.path("huge"), random_bytes(64 * 1024 * 1024, 3)).unwrap();
+    server.files().write("huge", &random_bytes(64 * 1024 * 1024, 3));
     c.ok("TYPE I", 200);
     let pending = c.data(Mode::Pasv);
     c.send("RETR huge");
@@ -131,9 +146,8 @@ fn start_stalled_retr(server: &TestServer, c: &mut Ctl) -> std::net::TcpStream {
     data
 }
 
-#[test]
-fn abor_with_telnet_synch_stops_a_running_transfer() {
-    let server = TestServer::start();
+fn abor_with_telnet_synch_stops_a_running_transfer(backend: Backend) {
+    let server = TestServer::start_on(backend, |_| {});
     let mut c = server.login();
     let mut data = start_stalled_retr(&server, &mut c);
     let progress = c.ok("STAT", 213);
@@ -160,9 +174,8 @@ fn abor_with_telnet_synch_stops_a_running_transfer() {
 /// reads `ABOR\r` with more bytes still in the socket: it must not take
 /// that short read for an empty socket, with no transfer (and so no
 /// polling tick) running.
-#[test]
-fn abor_sent_as_urgent_data_with_no_transfer_is_answered() {
-    let server = TestServer::start();
+fn abor_sent_as_urgent_data_with_no_transfer_is_answered(backend: Backend) {
+    let server = TestServer::start_on(backend, |_| {});
     let mut c = server.login();
     for _ in 0..3 {
         socket2::SockRef::from(&c.stream).send_out_of_band(b"ABOR\r\n").unwrap();
@@ -171,9 +184,8 @@ fn abor_sent_as_urgent_data_with_no_transfer_is_answered() {
     }
 }
 
-#[test]
-fn commands_during_a_transfer_wait_their_turn_and_quit_waits_for_it() {
-    let server = TestServer::start();
+fn commands_during_a_transfer_wait_their_turn_and_quit_waits_for_it(backend: Backend) {
+    let server = TestServer::start_on(backend, |_| {});
     let mut c = server.login();
     let mut data = start_stalled_retr(&server, &mut c);
     c.send("NOOP");
@@ -187,9 +199,8 @@ fn commands_during_a_transfer_wait_their_turn_and_quit_waits_for_it() {
     assert_eq!(c.read_to_end(), "");
 }
 
-#[test]
-fn rein_waits_for_the_transfer_then_resets_the_session() {
-    let server = TestServer::start();
+fn rein_waits_for_the_transfer_then_resets_the_session(backend: Backend) {
+    let server = TestServer::start_on(backend, |_| {});
     let mut c = server.login();
     let mut data = start_stalled_retr(&server, &mut c);
     c.send("REIN");
@@ -205,9 +216,8 @@ fn rein_waits_for_the_transfer_then_resets_the_session() {
     assert!(c.ok("STAT", 211).contains("TYPE: ASCII"), "REIN resets TYPE");
 }
 
-#[test]
-fn a_broken_data_connection_gives_426_and_the_session_goes_on() {
-    let server = TestServer::start();
+fn a_broken_data_connection_gives_426_and_the_session_goes_on(backend: Backend) {
+    let server = TestServer::start_on(backend, |_| {});
     let mut c = server.login();
     let data = start_stalled_retr(&server, &mut c);
     drop(data);
@@ -215,12 +225,11 @@ fn a_broken_data_connection_gives_426_and_the_session_goes_on() {
     assert_eq!(code, 426, "{text}");
     c.ok("NOOP", 200);
     c.upload(Mode::Pasv, "STOR after", b"fine");
-    assert_eq!(read(&server.path("after")), b"fine");
+    assert_eq!(server.files().read("after").as_deref(), Some(&b"fine"[..]));
 }
 
-#[test]
-fn upload_data_is_all_written_before_226() {
-    let server = TestServer::start();
+fn upload_data_is_all_written_before_226(backend: Backend) {
+    let server = TestServer::start_on(backend, |_| {});
     let mut c = server.login();
     c.ok("TYPE I", 200);
     let body = random_bytes(5 * 1024 * 1024, 11);
@@ -233,7 +242,7 @@ fn upload_data_is_all_written_before_226() {
     }
     data.shutdown(std::net::Shutdown::Write).unwrap();
     assert_eq!(c.reply().0, 226);
-    assert_eq!(read(&server.path("slow")), body);
+    assert!(server.files().read("slow") == Some(body), "the stored bytes differ");
 }
 
 #[test]
@@ -269,14 +278,14 @@ fn an_active_download_is_out_of_the_runtimes_epoll_while_it_is_copied() {
     assert!(looks.contains(&false), "the data connection stayed in the runtime's epoll all along");
 }
 
-#[test]
-fn a_big_download_to_a_reader_that_pauses_arrives_whole() {
-    // A client on this host gets a big file copied on a thread; when it
-    // stops reading for longer than the thread waits, the transfer goes
-    // back to sendfile from the right place.
-    let server = TestServer::start();
+fn a_big_download_to_a_reader_that_pauses_arrives_whole(backend: Backend) {
+    // A client on this host gets a big local file copied on a thread; when
+    // it stops reading for longer than the thread waits, the transfer goes
+    // back to sendfile from the right place. From memory the file is a
+    // stream; a reader that pauses must get it whole all the same.
+    let server = TestServer::start_on(backend, |_| {});
     let body = random_bytes(24 * 1024 * 1024 + 333, 21);
-    std::fs::write(server.path("big"), &body).unwrap();
+    server.files().write("big", &body);
     let mut c = server.login();
     c.ok("TYPE I", 200);
     // Connecting before RETR (as curl does) and after the 150 (as the

@@ -1,6 +1,8 @@
 //! Safe uploads: a broken, aborted or reset upload never replaces or
 //! truncates a good file; partial uploads are kept or deleted as
-//! configured; concurrent writers never interleave.
+//! configured; concurrent writers never interleave. Each runs on both
+//! storage backends, except the tests of the local backend's own machinery
+//! (descriptors of replaced files, the streaming threads and epoll).
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -36,32 +38,73 @@ fn wait_for_progress(c: &mut Ctl, len: usize) {
 
 /// The file's contents once they settle at `expected` (writes reach the
 /// disk from tokio's blocking pool a moment after STAT counts them), or
-/// what it holds after a bounded wait.
-fn settled(path: &std::path::Path, expected: &[u8]) -> Vec<u8> {
-    let mut now = read(path);
+/// what it holds after a bounded wait (`None`: no file).
+fn settled(files: &Files, rel: &str, expected: &[u8]) -> Option<Vec<u8>> {
+    let mut now = files.read(rel);
     for _ in 0..500 {
-        if now == expected {
+        if now.as_deref() == Some(expected) {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));
-        now = read(path);
+        now = files.read(rel);
     }
     now
 }
 
-fn temp_files(server: &TestServer) -> Vec<String> {
-    std::fs::read_dir(server.root.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.starts_with(".ferroftp-upload-"))
-        .collect()
+on_both_backends!(
+    an_aborted_upload_leaves_the_old_file_intact,
+    a_reset_upload_leaves_the_old_file_intact,
+    a_complete_upload_replaces_the_file,
+    partial_new_uploads_are_kept_for_resume_by_default,
+    partial_uploads_can_be_deleted,
+    concurrent_uploads_to_one_name_never_interleave,
+    without_atomic_uploads_stor_writes_in_place,
+    an_upload_aborted_while_streaming_leaves_the_old_file_intact,
+    a_big_upload_that_pauses_mid_stream_arrives_whole,
+);
+
+/// The memory tree counts an upload's bytes against its capacity as they
+/// arrive; an upload aborted and not kept gives every one back, so AVBL
+/// shows the whole capacity again, and a kept part is counted for what it
+/// holds.
+#[test]
+fn an_aborted_upload_gives_its_bytes_back_to_the_memory_tree() {
+    let capacity = 1 << 20;
+    let server = TestServer::start_on(Backend::Memory, |f| {
+        f.storage_capacity = Some(capacity);
+        f.partial_uploads = Some("delete".into());
+    });
+    let mut c = server.login();
+    assert_eq!(c.ok("AVBL", 213), format!("213 {capacity}\r\n"));
+    let _data = start_upload(&mut c, "gone.bin", &random_bytes(50_000, 9));
+    wait_for_progress(&mut c, 50_000);
+    c.send("ABOR");
+    assert_eq!(c.reply().0, 426);
+    assert_eq!(c.reply().0, 226);
+    assert!(!server.files().exists("gone.bin"));
+    assert_eq!(c.ok("AVBL", 213), format!("213 {capacity}\r\n"), "the aborted upload's bytes are still counted");
+    // An append is kept when broken off: the tree holds, and counts, the
+    // old bytes and what arrived.
+    server.files().write("log", b"kept");
+    let pending = c.data(Mode::Pasv);
+    c.send("APPE log");
+    assert_eq!(c.reply().0, 150);
+    let mut data = pending.open();
+    data.write_all(b" more").unwrap();
+    wait_for_progress(&mut c, 5);
+    c.send("ABOR");
+    assert_eq!(c.reply().0, 426);
+    assert_eq!(c.reply().0, 226);
+    let stored = server.files().read("log").unwrap();
+    assert_eq!(c.ok("AVBL", 213), format!("213 {}\r\n", capacity - stored.len() as u64));
+    assert_eq!(stored, b"kept more");
 }
 
-#[test]
-fn an_aborted_upload_leaves_the_old_file_intact() {
-    let server = TestServer::start();
+fn an_aborted_upload_leaves_the_old_file_intact(backend: Backend) {
+    let server = TestServer::start_on(backend, |_| {});
+    let files = server.files();
     let good = random_bytes(300_000, 1);
-    std::fs::write(server.path("report.pdf"), &good).unwrap();
+    files.write("report.pdf", &good);
     let mut c = server.login();
     let _data = start_upload(&mut c, "report.pdf", &random_bytes(100_000, 2));
     wait_for_progress(&mut c, 100_000);
@@ -71,15 +114,15 @@ fn an_aborted_upload_leaves_the_old_file_intact() {
     c.send("ABOR");
     assert_eq!(c.reply().0, 426);
     assert_eq!(c.reply().0, 226);
-    assert!(read(&server.path("report.pdf")) == good, "the good file changed");
-    assert_eq!(temp_files(&server), Vec::<String>::new());
+    assert!(files.read("report.pdf") == Some(good), "the good file changed");
+    files.assert_holds_only("", &["report.pdf"]);
 }
 
-#[test]
-fn a_reset_upload_leaves_the_old_file_intact() {
-    let server = TestServer::start();
+fn a_reset_upload_leaves_the_old_file_intact(backend: Backend) {
+    let server = TestServer::start_on(backend, |_| {});
+    let files = server.files();
     let good = random_bytes(300_000, 3);
-    std::fs::write(server.path("data.bin"), &good).unwrap();
+    files.write("data.bin", &good);
     let mut c = server.login();
     let data = start_upload(&mut c, "data.bin", &random_bytes(100_000, 4));
     wait_for_progress(&mut c, 100_000);
@@ -88,21 +131,21 @@ fn a_reset_upload_leaves_the_old_file_intact() {
     drop(data);
     let (code, text) = c.reply();
     assert_eq!(code, 426, "{text}");
-    assert!(read(&server.path("data.bin")) == good, "the good file changed");
-    assert_eq!(temp_files(&server), Vec::<String>::new());
+    assert!(files.read("data.bin") == Some(good), "the good file changed");
+    files.assert_holds_only("", &["data.bin"]);
     c.ok("NOOP", 200);
 }
 
-#[test]
-fn a_complete_upload_replaces_the_file() {
-    let server = TestServer::start();
-    std::fs::write(server.path("f"), b"old").unwrap();
+fn a_complete_upload_replaces_the_file(backend: Backend) {
+    let server = TestServer::start_on(backend, |_| {});
+    let files = server.files();
+    files.write("f", b"old");
     let mut c = server.login();
     c.ok("TYPE I", 200);
     let new = random_bytes(1_000_000, 5);
     c.upload(Mode::Pasv, "STOR f", &new);
-    assert!(read(&server.path("f")) == new, "stored bytes differ");
-    assert_eq!(temp_files(&server), Vec::<String>::new());
+    assert!(files.read("f") == Some(new), "stored bytes differ");
+    files.assert_holds_only("", &["f"]);
 }
 
 /// Descriptors of this process (the test server runs in it) still open
@@ -135,12 +178,12 @@ fn replacing_a_big_file_lets_the_old_one_go() {
         std::thread::sleep(Duration::from_millis(10));
         waited += 1;
     }
-    assert_eq!(temp_files(&server), Vec::<String>::new());
+    server.files().assert_holds_only("", &["big"]);
 }
 
-#[test]
-fn partial_new_uploads_are_kept_for_resume_by_default() {
-    let server = TestServer::start();
+fn partial_new_uploads_are_kept_for_resume_by_default(backend: Backend) {
+    let server = TestServer::start_on(backend, |_| {});
+    let files = server.files();
     let mut c = server.login();
     let body = random_bytes(200_000, 6);
     let _data = start_upload(&mut c, "new.bin", &body[..80_000]);
@@ -148,30 +191,32 @@ fn partial_new_uploads_are_kept_for_resume_by_default() {
     c.send("ABOR");
     assert_eq!(c.reply().0, 426);
     assert_eq!(c.reply().0, 226);
+    let kept = settled(&files, "new.bin", &body[..80_000]);
     assert!(
-        settled(&server.path("new.bin"), &body[..80_000]) == body[..80_000],
-        "the partial file is not what arrived"
+        kept.as_deref() == Some(&body[..80_000]),
+        "the partial file is not what arrived: {:?} bytes",
+        kept.map(|k| k.len())
     );
     // The client resumes where it stopped.
     c.ok("REST 80000", 350);
     c.upload(Mode::Pasv, "STOR new.bin", &body[80_000..]);
-    assert!(read(&server.path("new.bin")) == body, "the resumed file differs");
-    assert_eq!(temp_files(&server), Vec::<String>::new());
+    assert!(files.read("new.bin") == Some(body), "the resumed file differs");
+    files.assert_holds_only("", &["new.bin"]);
 }
 
-#[test]
-fn partial_uploads_can_be_deleted() {
-    let server = TestServer::start_with(|f| f.partial_uploads = Some("delete".into()));
+fn partial_uploads_can_be_deleted(backend: Backend) {
+    let server = TestServer::start_on(backend, |f| f.partial_uploads = Some("delete".into()));
+    let files = server.files();
     let mut c = server.login();
     let _data = start_upload(&mut c, "new.bin", &random_bytes(50_000, 7));
     wait_for_progress(&mut c, 50_000);
     c.send("ABOR");
     assert_eq!(c.reply().0, 426);
     assert_eq!(c.reply().0, 226);
-    assert!(!server.path("new.bin").exists());
-    assert_eq!(temp_files(&server), Vec::<String>::new());
+    assert!(!files.exists("new.bin"));
+    files.assert_holds_only("", &[]);
     // Appending in place is never deleted.
-    std::fs::write(server.path("log"), b"kept").unwrap();
+    files.write("log", b"kept");
     c.ok("TYPE I", 200);
     let pending = c.data(Mode::Pasv);
     c.send("APPE log");
@@ -182,12 +227,12 @@ fn partial_uploads_can_be_deleted() {
     c.send("ABOR");
     assert_eq!(c.reply().0, 426);
     assert_eq!(c.reply().0, 226);
-    assert_eq!(settled(&server.path("log"), b"kept more"), b"kept more");
+    assert_eq!(settled(&files, "log", b"kept more").as_deref(), Some(&b"kept more"[..]));
+    files.assert_holds_only("", &["log"]);
 }
 
-#[test]
-fn concurrent_uploads_to_one_name_never_interleave() {
-    let server = TestServer::start();
+fn concurrent_uploads_to_one_name_never_interleave(backend: Backend) {
+    let server = TestServer::start_on(backend, |_| {});
     let bodies: Vec<Vec<u8>> = (0..4).map(|i| random_bytes(2_000_000, 10 + i)).collect();
     std::thread::scope(|scope| {
         for body in &bodies {
@@ -207,23 +252,33 @@ fn concurrent_uploads_to_one_name_never_interleave() {
             });
         }
     });
-    let result = read(&server.path("same.bin"));
+    let result = server.files().read("same.bin").expect("no file");
     assert!(bodies.contains(&result), "the file is a mix of uploads");
-    assert_eq!(temp_files(&server), Vec::<String>::new());
+    server.files().assert_holds_only("", &["same.bin"]);
 }
 
-#[test]
-fn without_atomic_uploads_stor_writes_in_place() {
-    let server = TestServer::start_with(|f| f.atomic_uploads = Some(false));
-    std::fs::write(server.path("f"), b"old contents").unwrap();
+fn without_atomic_uploads_stor_writes_in_place(backend: Backend) {
+    let server = TestServer::start_on(backend, |f| f.atomic_uploads = Some(false));
+    let files = server.files();
+    files.write("f", b"old contents");
     let mut c = server.login();
     let _data = start_upload(&mut c, "f", b"new");
     wait_for_progress(&mut c, 3);
-    assert_eq!(settled(&server.path("f"), b"new"), b"new", "written in place while running");
+    match backend {
+        Backend::Local => {
+            assert_eq!(settled(&files, "f", b"new").as_deref(), Some(&b"new"[..]), "written in place while running")
+        }
+        // The memory backend gathers an upload apart and lands it when it
+        // ends, whatever atomic_uploads says (storage/memory.rs).
+        Backend::Memory => {
+            assert_eq!(files.read("f").as_deref(), Some(&b"old contents"[..]), "landed before the upload ended")
+        }
+    }
     c.send("ABOR");
     assert_eq!(c.reply().0, 426);
     assert_eq!(c.reply().0, 226);
-    assert_eq!(settled(&server.path("f"), b"new"), b"new");
+    assert_eq!(settled(&files, "f", b"new").as_deref(), Some(&b"new"[..]));
+    files.assert_holds_only("", &["f"]);
 }
 
 /// Bytes the running transfer has moved, as STAT shows them.
@@ -247,13 +302,13 @@ fn keep_sending(mut data: TcpStream) -> std::thread::JoinHandle<u64> {
     })
 }
 
-#[test]
-fn an_upload_aborted_while_streaming_leaves_the_old_file_intact() {
-    // A client sending without pause past the first batch: the upload
-    // streams on a thread of its own when ABOR comes.
-    let server = TestServer::start();
+fn an_upload_aborted_while_streaming_leaves_the_old_file_intact(backend: Backend) {
+    // A client sending without pause past the first batch: on the local
+    // backend the upload streams on a thread of its own when ABOR comes.
+    let server = TestServer::start_on(backend, |_| {});
+    let files = server.files();
     let good = random_bytes(300_000, 1);
-    std::fs::write(server.path("image.iso"), &good).unwrap();
+    files.write("image.iso", &good);
     let mut c = server.login();
     let data = start_upload(&mut c, "image.iso", &[]);
     let sender = keep_sending(data);
@@ -268,19 +323,18 @@ fn an_upload_aborted_while_streaming_leaves_the_old_file_intact() {
     assert_eq!(c.reply().0, 226);
     let sent = sender.join().unwrap();
     assert!(sent < 1 << 30, "the data connection stayed open after ABOR");
-    assert!(read(&server.path("image.iso")) == good, "the good file changed");
-    assert_eq!(temp_files(&server), Vec::<String>::new());
+    assert!(files.read("image.iso") == Some(good), "the good file changed");
+    files.assert_holds_only("", &["image.iso"]);
     // The session carries on, and the next upload streams to its end.
     let body = random_bytes(6 << 20, 5);
     c.upload(Mode::Pasv, "STOR image.iso", &body);
-    assert!(read(&server.path("image.iso")) == body);
+    assert!(files.read("image.iso") == Some(body), "the stored bytes differ");
 }
 
-#[test]
-fn a_big_upload_that_pauses_mid_stream_arrives_whole() {
-    // The upload streams on a thread, goes back to the async path when the
-    // client pauses, and streams again when it resumes.
-    let server = TestServer::start();
+fn a_big_upload_that_pauses_mid_stream_arrives_whole(backend: Backend) {
+    // On the local backend the upload streams on a thread, goes back to the
+    // async path when the client pauses, and streams again when it resumes.
+    let server = TestServer::start_on(backend, |_| {});
     let body = random_bytes(9 * 1024 * 1024 + 77, 31);
     let mut c = server.login();
     let mut data = start_upload(&mut c, "paused.bin", &body[..3 << 20]);
@@ -290,7 +344,7 @@ fn a_big_upload_that_pauses_mid_stream_arrives_whole() {
     data.write_all(&body[6 << 20..]).unwrap();
     drop(data);
     assert_eq!(c.reply().0, 226);
-    assert!(read(&server.path("paused.bin")) == body, "the bytes differ");
+    assert!(server.files().read("paused.bin") == Some(body), "the bytes differ");
 }
 
 #[test]
