@@ -209,7 +209,8 @@ def test_memory_site_chmod_refused_and_not_advertised(mem_account):
 
 
 def test_memory_avbl_counts_stored_bytes(mem_account, payload):
-    """AVBL works and goes down by exactly what was stored, up again on DELE."""
+    """AVBL works and goes down by exactly what was stored (and the name's
+    entry: 64 bytes plus its length), up again on DELE."""
     data = payload.big.read_bytes()
     with ftp_session(mem_account) as ftp:
         before = int(ftp.sendcmd("AVBL").split()[1])
@@ -217,7 +218,8 @@ def test_memory_avbl_counts_stored_bytes(mem_account, payload):
         during = int(ftp.sendcmd("AVBL").split()[1])
         ftp.delete("big.bin")
         after = int(ftp.sendcmd("AVBL").split()[1])
-    assert before - during == len(data), f"AVBL {before} -> {during} after storing {len(data)} bytes"
+    entry = 64 + len("big.bin")
+    assert before - during == len(data) + entry, f"AVBL {before} -> {during} after storing {len(data)} bytes"
     assert after == before, f"AVBL {before} -> {after} after storing and deleting"
 
 
@@ -228,6 +230,9 @@ def test_memory_user_home_is_a_subtree_of_the_shared_tree(mem_server_factory, tm
     anonymous, and alice cannot get above it."""
     users, home = make_users_file(tmp_path)
     srv = mem_server_factory("--users", str(users), "--anonymous-write", root=Path("/"))
+    # The server says at start that alice's home is within anonymous reach.
+    warned = [line for line in srv.log if "inside the anonymous root" in line]
+    assert warned and USER_NAME in warned[0], "no warning that a home lies inside the anonymous root:\n" + srv.dump_log()
     alice = Account("user", srv, USER_NAME, USER_PASSWORD, home)
     anon = Account("anonymous", srv, "anonymous", "x@example.com", srv.root)
     text = payload.text

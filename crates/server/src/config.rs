@@ -405,7 +405,7 @@ impl Config {
             if name.is_empty() || name.contains(['/', ' ']) {
                 return Err(invalid("mounts", format!("mount name {name:?} must be a plain word")));
             }
-            if !dir.is_dir() {
+            if storage == StorageKind::Local && !dir.is_dir() {
                 return Err(invalid("mounts", format!("mount {name:?}: {} is not a directory", dir.display())));
             }
         }
@@ -423,7 +423,7 @@ impl Config {
         for (name, host) in file.hosts.clone().unwrap_or_default() {
             let anonymous = host.anonymous.unwrap_or(anonymous_enabled);
             let root = match (anonymous, host.root) {
-                (true, Some(root)) if root.is_dir() => Some(root),
+                (true, Some(root)) if storage != StorageKind::Local || root.is_dir() => Some(root),
                 (true, Some(root)) => {
                     return Err(invalid("hosts", format!("host {name:?}: root {} is not a directory", root.display())))
                 }

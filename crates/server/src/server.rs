@@ -86,6 +86,35 @@ fn open_root(backend: &Backend, what: &str, path: &std::path::Path) -> Result<Ar
     })
 }
 
+/// Says at start which users' homes lie inside the anonymous root: an
+/// anonymous login can read there, and change files where anonymous may
+/// write. (With memory storage, paths are compared as they are written.)
+fn warn_of_homes_inside_the_anonymous_root(config: &Config, users: &[&UsersFile]) {
+    if !config.anonymous.enabled {
+        return;
+    }
+    let absolute = |p: &std::path::Path| match config.storage {
+        crate::config::StorageKind::Local => p.canonicalize().ok(),
+        crate::config::StorageKind::Memory { .. } => {
+            p.to_str().map(|s| std::path::PathBuf::from(crate::path::VirtualPath::root().resolve(s).to_string()))
+        }
+    };
+    let Some(root) = absolute(&config.anonymous.root) else { return };
+    let exposed: Vec<&str> = users
+        .iter()
+        .flat_map(|u| &u.user)
+        .filter(|e| absolute(&e.home).is_some_and(|home| home.starts_with(&root)))
+        .map(|e| e.name.as_str())
+        .collect();
+    if !exposed.is_empty() {
+        tracing::warn!(
+            users = %exposed.join(", "),
+            root = %root.display(),
+            "these users' homes lie inside the anonymous root: anonymous logins can reach their files; give the anonymous root a directory of its own"
+        );
+    }
+}
+
 /// Removes orphaned upload files beneath every local directory the server
 /// serves (roots, mounts, homes), on a thread of its own: a server killed
 /// mid-upload left them, and nothing else would.
@@ -173,8 +202,9 @@ impl Server {
             Some(path) => Some(Arc::new(UsersFile::load(path)?)),
             None => None,
         };
+        let all_users: Vec<&UsersFile> = users.iter().chain(&host_users).map(|u| &**u).collect();
+        warn_of_homes_inside_the_anonymous_root(&config, &all_users);
         if matches!(*backend, Backend::Local { .. }) {
-            let all_users: Vec<&UsersFile> = users.iter().chain(&host_users).map(|u| &**u).collect();
             sweep_orphans(&config, &all_users);
         }
         let public_ipv4 = match &config.public_address {

@@ -27,6 +27,9 @@ const NEEDS: &[(&str, Has)] = &[
     ("RNTO", |c| c.rename_files),
 ];
 
+/// HELP SITE on storage that keeps no permission bits.
+const SITE_WITHOUT_CHMOD: &str = "SITE <sp> HELP | UMASK [<sp> mode] | IDLE [<sp> seconds]";
+
 impl Session {
     /// What the storage this session works in can do: the logged-in
     /// user's, or before login the anonymous root's.
@@ -50,6 +53,9 @@ impl Session {
     pub(super) fn help(&self, arg: Option<&str>) -> Action {
         match arg {
             Some(verb) if !self.supported(verb) => super::commands::unsupported(&verb.to_ascii_uppercase()),
+            Some(verb) if verb.eq_ignore_ascii_case("SITE") && !self.capabilities().chmod => {
+                Action::Reply(Reply::new(code::HELP, format!("Syntax: {SITE_WITHOUT_CHMOD}")))
+            }
             Some(verb) => match syntax_of(verb) {
                 Some(syntax) => Action::Reply(Reply::new(code::HELP, format!("Syntax: {syntax}"))),
                 None => Action::Reply(Reply::new(code::NOT_IMPLEMENTED, format!("Unknown command {verb:?}."))),

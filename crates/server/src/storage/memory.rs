@@ -29,6 +29,28 @@ use crate::path::VirtualPath;
 /// a forgotten test server cannot take the machine's memory.
 pub const DEFAULT_CAPACITY: u64 = 1 << 30;
 
+/// Longest name of an entry, in bytes, as on the local filesystems the
+/// tree's files may be copied to.
+const NAME_MAX: usize = 255;
+
+/// What an entry costs against the capacity besides its bytes: names and
+/// directories take memory too, so MKD alone cannot grow the tree
+/// without bound.
+pub const ENTRY_OVERHEAD: u64 = 64;
+
+/// The capacity an entry named `name` takes besides its bytes.
+fn entry_cost(name: &str) -> u64 {
+    ENTRY_OVERHEAD + name.len() as u64
+}
+
+/// `name` as a new entry's name, or [`StorageError::InvalidName`].
+fn new_name(name: &str) -> Result<&str, StorageError> {
+    if name.len() > NAME_MAX {
+        return Err(StorageError::InvalidName);
+    }
+    Ok(name)
+}
+
 /// The mode bits listings show (none are kept).
 const FILE_MODE: u32 = 0o644;
 const DIR_MODE: u32 = 0o755;
@@ -257,9 +279,9 @@ impl Storage for MemoryFs {
         let full = self.full(path);
         let mut tree = self.lock();
         let (name, parent) = full.split_last().ok_or(StorageError::IsADirectory)?;
+        new_name(name)?;
         let id = tree.id();
-        let dir = tree.dir_mut(parent)?;
-        let existed = match dir.entries.get(name) {
+        let existed = match tree.dir(parent)?.entries.get(name) {
             Some(Node::Dir(_)) => return Err(StorageError::IsADirectory),
             Some(Node::File(_)) if options.mode == WriteMode::CreateNew => return Err(StorageError::AlreadyExists),
             Some(Node::File(_)) => true,
@@ -267,8 +289,9 @@ impl Storage for MemoryFs {
         };
         // A unique name (STOU) is taken at once, empty until the upload lands.
         if options.mode == WriteMode::CreateNew {
+            tree.take(entry_cost(name))?;
             let file = File { bytes: Arc::new(Vec::new()), modified: now(), id };
-            dir.entries.insert(name.clone(), Node::File(file));
+            tree.dir_mut(parent)?.entries.insert(name.clone(), Node::File(file));
         }
         let (tx, rx) = Settled::channel();
         Ok(Box::new(MemoryUpload {
@@ -286,11 +309,12 @@ impl Storage for MemoryFs {
         let full = self.full(path);
         let mut tree = self.lock();
         let id = tree.id();
-        let (dir, name) = tree.parent_mut(&full)?;
-        let name = name.ok_or(StorageError::AlreadyExists)?;
-        if dir.entries.contains_key(name) {
+        let name = new_name(full.last().ok_or(StorageError::AlreadyExists)?)?;
+        if tree.dir(&full[..full.len() - 1])?.entries.contains_key(name) {
             return Err(StorageError::AlreadyExists);
         }
+        tree.take(entry_cost(name))?;
+        let (dir, _) = tree.parent_mut(&full)?;
         dir.entries.insert(name.to_string(), Node::Dir(Directory { entries: BTreeMap::new(), modified: now(), id }));
         dir.modified = now();
         Ok(())
@@ -309,6 +333,8 @@ impl Storage for MemoryFs {
         }
         dir.entries.remove(name);
         dir.modified = now();
+        let freed = entry_cost(name);
+        tree.give_back(freed);
         Ok(())
     }
 
@@ -324,6 +350,7 @@ impl Storage for MemoryFs {
         };
         dir.entries.remove(name);
         dir.modified = now();
+        let freed = freed + entry_cost(name);
         tree.give_back(freed);
         Ok(())
     }
@@ -344,21 +371,28 @@ impl Storage for MemoryFs {
             Some(node) => matches!(node, Node::Dir(_)),
             None => return Err(StorageError::NotFound),
         };
+        new_name(to_name)?;
+        // The replaced entry's bytes and name go; the moved one's name
+        // changes length.
         let replaced = match tree.dir(to_parent)?.entries.get(to_name) {
             None => 0,
-            Some(Node::File(f)) if !moving_dir => f.bytes.len() as u64,
-            Some(Node::Dir(d)) if moving_dir && d.entries.is_empty() => 0,
+            Some(Node::File(f)) if !moving_dir => f.bytes.len() as u64 + entry_cost(to_name),
+            Some(Node::Dir(d)) if moving_dir && d.entries.is_empty() => entry_cost(to_name),
             Some(Node::Dir(_)) if moving_dir => return Err(StorageError::DirectoryNotEmpty),
             Some(Node::Dir(_)) => return Err(StorageError::IsADirectory),
             Some(Node::File(_)) => return Err(StorageError::NotADirectory),
         };
+        let (old_cost, new_cost) = (entry_cost(from_name), entry_cost(to_name));
+        if new_cost > old_cost {
+            tree.take(new_cost - old_cost)?;
+        }
         let from_dir = tree.dir_mut(from_parent)?;
         let node = from_dir.entries.remove(from_name).ok_or(StorageError::NotFound)?;
         from_dir.modified = now();
         let to_dir = tree.dir_mut(to_parent)?;
         to_dir.entries.insert(to_name.clone(), node);
         to_dir.modified = now();
-        tree.give_back(replaced);
+        tree.give_back(replaced + old_cost.saturating_sub(new_cost));
         Ok(())
     }
 
@@ -421,20 +455,26 @@ impl MemoryUpload {
             }
             _ => arrived,
         };
-        // Counted now: the old file and what arrived; landed: the new file.
+        // Counted now: the old file and what arrived; landed: the new file
+        // (and, for a new name, its entry).
         let len = bytes.len() as u64;
-        let extra = len.saturating_sub(held + old_len);
-        if let Err(e) = tree.take(extra) {
+        let growth = len.saturating_sub(held + old_len);
+        let entry = if old_len == 0 && tree.file(&self.path).is_err() {
+            self.path.last().map_or(0, |name| entry_cost(name))
+        } else {
+            0
+        };
+        if let Err(e) = tree.take(growth + entry) {
             tree.give_back(held);
             return Err(e);
         }
         match tree.store(&self.path, bytes) {
             Ok(()) => {
-                tree.used = (tree.used + len).saturating_sub(old_len + held + extra);
+                tree.used = (tree.used + len).saturating_sub(old_len + held + growth);
                 Ok(())
             }
             Err(e) => {
-                tree.give_back(held + extra);
+                tree.give_back(held + growth + entry);
                 Err(e)
             }
         }
@@ -454,8 +494,9 @@ impl MemoryUpload {
             // The unique name STOU took goes again.
             if self.options.mode == WriteMode::CreateNew {
                 if let Some((name, parent)) = self.path.split_last() {
-                    if let Ok(dir) = tree.dir_mut(parent) {
-                        dir.entries.remove(name);
+                    let removed = tree.dir_mut(parent).ok().and_then(|dir| dir.entries.remove(name)).is_some();
+                    if removed {
+                        tree.give_back(entry_cost(name));
                     }
                 }
             }
@@ -467,16 +508,21 @@ impl MemoryUpload {
 
 impl Upload for MemoryUpload {
     fn write(mut self: Box<Self>, mut batch: Vec<u8>) -> Pending<(Box<dyn Upload>, Vec<u8>)> {
+        // Done now, not when the future is polled: a transfer dropped
+        // before that (ABOR) must still find every byte it wrote.
         let taken = self.lock().take(batch.len() as u64);
-        Box::pin(async move {
-            if let Err(e) = taken {
-                self.end_unfinished(true);
-                return Err(e);
+        let result = match taken {
+            Ok(()) => {
+                self.bytes.extend_from_slice(&batch);
+                batch.clear();
+                Ok((self as Box<dyn Upload>, batch))
             }
-            self.bytes.extend_from_slice(&batch);
-            batch.clear();
-            Ok((self as Box<dyn Upload>, batch))
-        })
+            Err(e) => {
+                self.end_unfinished(true);
+                Err(e)
+            }
+        };
+        Box::pin(std::future::ready(result))
     }
 
     fn commit(mut self: Box<Self>, last: Vec<u8>, _whole: bool) -> Pending<()> {
@@ -560,23 +606,37 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_tree_refuses_and_keeps_nothing() {
-        let fs = MemoryFs::new(10);
+        let entry = entry_cost("a");
+        let fs = MemoryFs::new(200);
         put(&fs, "a", WriteMode::Truncate, b"12345678").await.unwrap();
+        assert_eq!(fs.available(&VirtualPath::root()).await.unwrap(), 200 - 8 - entry);
         let mut upload = fs
             .open_write(&path("b"), UploadOptions { keep_partial: true, ..options(WriteMode::Truncate) })
             .await
             .unwrap();
         let settled = upload.settled().unwrap();
         let (upload, _) = upload.write(b"12".to_vec()).await.unwrap();
-        assert!(matches!(upload.write(b"3".to_vec()).await, Err(StorageError::NoSpace)));
+        assert!(matches!(upload.write(vec![0; 200]).await, Err(StorageError::NoSpace)));
         assert_eq!(settled.wait().await, Ending::Discarded);
         assert!(matches!(fs.metadata(&path("b")).await, Err(StorageError::NotFound)));
+        assert_eq!(fs.available(&VirtualPath::root()).await.unwrap(), 200 - 8 - entry, "the part's bytes came back");
         // A replacing upload needs room beside the old file until it lands.
-        assert!(matches!(put(&fs, "a", WriteMode::Truncate, b"abc").await, Err(StorageError::NoSpace)));
+        let room = 200 - 8 - entry;
+        assert!(matches!(
+            put(&fs, "a", WriteMode::Truncate, &vec![1; room as usize + 1]).await,
+            Err(StorageError::NoSpace)
+        ));
         put(&fs, "a", WriteMode::Truncate, b"ab").await.unwrap();
-        assert_eq!(fs.available(&VirtualPath::root()).await.unwrap(), 8);
+        assert_eq!(fs.available(&VirtualPath::root()).await.unwrap(), 200 - 2 - entry);
         put(&fs, "a", WriteMode::Append, b"cdefgh").await.unwrap();
         assert_eq!(get(&fs, "a", 0).await, b"abcdefgh");
+        // Names and directories count too: MKD alone cannot fill memory.
+        let mut made = 0;
+        while fs.mkdir(&path(&format!("d{made}")), 0).await.is_ok() {
+            made += 1;
+        }
+        assert!(made < 3, "{made} directories in {room} bytes");
+        assert!(matches!(fs.mkdir(&path(&"n".repeat(256)), 0).await, Err(StorageError::InvalidName)));
     }
 
     #[tokio::test]

@@ -432,6 +432,7 @@ pub async fn run(
             let mut converter = ascii.then(ascii::ToWire::default);
             let mut converted = Vec::new();
             let mut total = 0u64;
+            let mut turns = Turns::default();
             loop {
                 let n = source.read(&mut buf).await.map_err(|e| TransferError::Storage(e.into()))?;
                 if n == 0 {
@@ -451,6 +452,7 @@ pub async fn run(
                 if let Some(t) = &throttle {
                     t.pace(total).await;
                 }
+                turns.moved(wire.len()).await;
             }
             data.shutdown().await.map_err(TransferError::Network)?;
             Ok(Transferred::closed(total))
@@ -488,6 +490,29 @@ pub async fn run(
                 c.completed();
             }
             Ok(Transferred::closed(total))
+        }
+    }
+}
+
+/// Bytes a transfer moves between turns it gives its session.
+const TURN_EVERY: usize = 1 << 20;
+
+/// Makes a transfer give its session a turn now and then. A transfer
+/// whose socket and storage never make it wait (a fast client, files in
+/// memory) would otherwise use up the task's whole budget each time it
+/// is polled, and the control connection, polled after it in the same
+/// task, would go unread: STAT and ABOR unanswered until the transfer
+/// ends.
+#[derive(Default)]
+struct Turns(usize);
+
+impl Turns {
+    /// Counts `n` bytes moved; past [`TURN_EVERY`], yields once.
+    async fn moved(&mut self, n: usize) {
+        self.0 += n;
+        if self.0 >= TURN_EVERY {
+            self.0 = 0;
+            tokio::task::yield_now().await;
         }
     }
 }
@@ -533,6 +558,7 @@ async fn receive(
     // a small upload does not allocate 256 KiB.
     let mut room = RECEIVE_WIRE_START.min(limits.wire);
     let mut total = 0u64;
+    let mut turns = Turns::default();
     loop {
         let (n, added) = match converter.as_mut() {
             None => {
@@ -603,6 +629,7 @@ async fn receive(
         if let Some(t) = throttle {
             t.pace(total).await;
         }
+        turns.moved(n).await;
     }
 }
 

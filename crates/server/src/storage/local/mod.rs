@@ -351,8 +351,21 @@ impl Storage for LocalFs {
     }
 
     async fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<(), StorageError> {
+        // A directory cannot move beneath itself; said before the kernel
+        // would say ENOENT or EINVAL, as every backend says it.
+        if to.components().count() > from.components().count()
+            && from.components().zip(to.components()).all(|(a, b)| a == b)
+        {
+            return Err(StorageError::InvalidName);
+        }
         let (from, to) = (existing(from)?, new_name(to)?);
-        self.blocking(move |root| root.rename(&from, root, &to)).await
+        match self.blocking(move |root| root.rename(&from, root, &to)).await {
+            // EINVAL: a directory renamed beneath itself, the client's doing.
+            Err(StorageError::Io(e)) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                Err(StorageError::InvalidName)
+            }
+            other => other,
+        }
     }
 
     async fn set_mode(&self, path: &VirtualPath, mode: u32) -> Result<(), StorageError> {
