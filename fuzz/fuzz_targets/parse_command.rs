@@ -1,6 +1,8 @@
 //! Fuzzes the control-connection path a hostile client reaches first:
 //! line decoding (in two chunks, split where the first byte says), command
-//! parsing of every decoded line, and the reply built from the line's text.
+//! parsing of every decoded line (typed AUTH, PROT and OPTS arguments parse
+//! again from their canonical form), and the reply built from the line's
+//! text.
 //!
 //! Run with `scripts/fuzz.sh [seconds]`.
 
@@ -49,10 +51,13 @@ fuzz_target!(|data: &[u8]| {
             LineEvent::TooLong => continue,
         };
         assert!(line.len() <= ferroftp_proto::line::MAX_LINE);
-        if let Err(e) = Command::parse(line) {
-            let code = e.reply_code();
-            assert!(matches!(code, 500 | 501 | 504 | 522), "{e:?} maps to {code}");
-            check_wire(&Reply::new(code, e.to_string()).to_wire());
+        match Command::parse(line) {
+            Ok(cmd) => check_canonical(cmd),
+            Err(e) => {
+                let code = e.reply_code();
+                assert!(matches!(code, 500 | 501 | 504 | 522), "{e:?} maps to {code}");
+                check_wire(&Reply::new(code, e.to_string()).to_wire());
+            }
         }
         let text = String::from_utf8_lossy(line);
         check_wire(&Reply::new(200, text.clone()).to_wire());
@@ -60,6 +65,18 @@ fuzz_target!(|data: &[u8]| {
         check_wire(&Reply { code: 211, lines }.to_wire());
     }
 });
+
+/// A typed AUTH, PROT or OPTS argument written back in its canonical form
+/// parses to the same value.
+fn check_canonical(cmd: Command) {
+    let text = match &cmd {
+        Command::Auth(mechanism) => format!("AUTH {mechanism}"),
+        Command::Prot(level) => format!("PROT {level}"),
+        Command::Opts(arg) => format!("OPTS {arg}"),
+        _ => return,
+    };
+    assert_eq!(Command::parse(text.as_bytes()), Ok(cmd), "{text:?}");
+}
 
 /// Every line of a reply ends with CRLF, holds no other CR or LF, and
 /// starts with a reply code or (a multi-line body line) a space.

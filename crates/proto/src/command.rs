@@ -9,6 +9,7 @@ use std::fmt;
 use std::net::{SocketAddr, SocketAddrV4};
 
 use crate::hostport::{self, EpsvArg, HostPortError};
+use crate::listing::MLSX_FACTS;
 use crate::reply::code;
 
 /// A password as sent with PASS; its `Debug` never shows it.
@@ -46,6 +47,142 @@ pub enum SiteCommand {
     Umask(Option<u32>),
     /// SITE IDLE [seconds]: show or set the session's idle timeout.
     Idle(Option<u64>),
+}
+
+/// An AUTH mechanism (RFC 2228 section 3, RFC 4217 section 4): the name
+/// as sent, trimmed and in upper case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthMechanism {
+    /// AUTH TLS (RFC 4217).
+    Tls,
+    /// AUTH TLS-C: TLS on the control connection (older drafts of RFC 4217).
+    TlsC,
+    /// AUTH SSL: what old clients send for TLS.
+    Ssl,
+    /// AUTH TLS-P: TLS on the control connection and (as PROT P) on data
+    /// connections (older drafts of RFC 4217).
+    TlsP,
+    /// Any other mechanism (GSSAPI, KERBEROS_V4...), upper case; the parser
+    /// never puts one of the names above here. The server answers it after
+    /// its own checks (no TLS configured, TLS already on), so it is not a
+    /// [`ParseError`].
+    Other(String),
+}
+
+impl AuthMechanism {
+    /// The mechanism's name as AUTH carries it.
+    pub fn name(&self) -> &str {
+        match self {
+            AuthMechanism::Tls => "TLS",
+            AuthMechanism::TlsC => "TLS-C",
+            AuthMechanism::Ssl => "SSL",
+            AuthMechanism::TlsP => "TLS-P",
+            AuthMechanism::Other(name) => name,
+        }
+    }
+
+    /// Reads AUTH's argument: case-insensitive, surrounding white space
+    /// ignored. Never fails: an unknown name is [`AuthMechanism::Other`].
+    fn parse(arg: &str) -> AuthMechanism {
+        let name = arg.trim().to_ascii_uppercase();
+        match name.as_str() {
+            "TLS" => AuthMechanism::Tls,
+            "TLS-C" => AuthMechanism::TlsC,
+            "SSL" => AuthMechanism::Ssl,
+            "TLS-P" => AuthMechanism::TlsP,
+            _ => AuthMechanism::Other(name),
+        }
+    }
+}
+
+impl fmt::Display for AuthMechanism {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A data channel protection level (RFC 2228 section 3, PROT).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProtLevel {
+    /// C: no protection.
+    Clear,
+    /// S: integrity protection only.
+    Safe,
+    /// E: confidentiality only.
+    Confidential,
+    /// P: integrity and confidentiality (TLS).
+    Private,
+    /// Not one of the four levels: the argument, trimmed and in upper
+    /// case. The server answers it after its own checks (AUTH and PBSZ
+    /// first), so it is not a [`ParseError`].
+    Unknown(String),
+}
+
+impl ProtLevel {
+    /// The level's code as PROT carries it (`C`, `S`, `E`, `P`), or the
+    /// unknown argument.
+    pub fn code(&self) -> &str {
+        match self {
+            ProtLevel::Clear => "C",
+            ProtLevel::Safe => "S",
+            ProtLevel::Confidential => "E",
+            ProtLevel::Private => "P",
+            ProtLevel::Unknown(arg) => arg,
+        }
+    }
+
+    /// Reads PROT's argument: case-insensitive, surrounding white space
+    /// ignored. Never fails: anything else is [`ProtLevel::Unknown`].
+    fn parse(arg: &str) -> ProtLevel {
+        let code = arg.trim().to_ascii_uppercase();
+        match code.as_str() {
+            "C" => ProtLevel::Clear,
+            "S" => ProtLevel::Safe,
+            "E" => ProtLevel::Confidential,
+            "P" => ProtLevel::Private,
+            _ => ProtLevel::Unknown(code),
+        }
+    }
+}
+
+impl fmt::Display for ProtLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// What OPTS sets (RFC 2389 section 4): the command whose options change
+/// and its options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OptsArg {
+    /// OPTS MLST fact;fact;... (RFC 3659 section 7.9): the facts MLST and
+    /// MLSD show from now on. Only facts of [`MLSX_FACTS`], in its order,
+    /// each once; unknown facts are dropped and an empty list is allowed.
+    Mlst(Vec<&'static str>),
+    /// OPTS HASH [algorithm] (draft-bryan-ftpext-hash): `None` asks for the
+    /// current algorithm; a name (trimmed, not empty) selects one, and the
+    /// server looks it up.
+    Hash(Option<String>),
+    /// OPTS UTF8 [ON | OFF], also spelt UTF-8: `true` for ON or no value.
+    /// (Not in RFC 2640, which announces UTF8 in FEAT; Windows clients and
+    /// FileZilla send it.)
+    Utf8(bool),
+}
+
+impl fmt::Display for OptsArg {
+    /// The canonical argument, which parses back to the same value.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OptsArg::Mlst(facts) if facts.is_empty() => f.write_str("MLST"),
+            OptsArg::Mlst(facts) => {
+                f.write_str("MLST ")?;
+                facts.iter().try_for_each(|fact| write!(f, "{fact};"))
+            }
+            OptsArg::Hash(None) => f.write_str("HASH"),
+            OptsArg::Hash(Some(name)) => write!(f, "HASH {name}"),
+            OptsArg::Utf8(on) => write!(f, "UTF8 {}", if *on { "ON" } else { "OFF" }),
+        }
+    }
 }
 
 /// One parsed FTP command (RFC 959 section 4.1, plus RFC 2428 EPRT/EPSV,
@@ -92,7 +229,7 @@ pub enum Command {
     Help(Option<String>),
     Noop,
     Feat,
-    Opts(String),
+    Opts(OptsArg),
     Size(String),
     Mdtm(String),
     /// MLST [path] (RFC 3659): facts of one entry, on the control connection.
@@ -114,12 +251,12 @@ pub enum Command {
     Clnt(String),
     /// HOST name (RFC 7151): pick a virtual host before USER.
     Host(String),
-    /// AUTH mechanism (RFC 2228/4217), upper case: TLS, TLS-C, SSL...
-    Auth(String),
+    /// AUTH mechanism (RFC 2228/4217).
+    Auth(AuthMechanism),
     /// PBSZ size (RFC 2228); TLS uses 0.
     Pbsz(u64),
-    /// PROT level (RFC 2228), upper case: C, S, E or P.
-    Prot(String),
+    /// PROT level (RFC 2228).
+    Prot(ProtLevel),
     /// CCC: clear the control connection (RFC 2228).
     Ccc,
 }
@@ -368,7 +505,7 @@ fn parse_verb(verb: &str, arg: Option<String>) -> Result<Command, ParseError> {
         "HELP" => C::Help(arg.map(|a| a.trim().to_string()).filter(|a| !a.is_empty())),
         "NOOP" => C::Noop,
         "FEAT" => C::Feat,
-        "OPTS" => C::Opts(required("OPTS", arg, "option")?),
+        "OPTS" => C::Opts(parse_opts(&required("OPTS", arg, "option")?)?),
         "SIZE" => C::Size(required("SIZE", arg, "file name")?),
         "MDTM" => C::Mdtm(required("MDTM", arg, "file name")?),
         "MLST" => C::Mlst(arg.filter(|a| !a.is_empty())),
@@ -384,9 +521,9 @@ fn parse_verb(verb: &str, arg: Option<String>) -> Result<Command, ParseError> {
             C::Mfmt { time, path: path.to_string() }
         }
         "HASH" => C::Hash(required("HASH", arg, "file name")?),
-        "AUTH" => C::Auth(required("AUTH", arg, "mechanism")?.trim().to_ascii_uppercase()),
+        "AUTH" => C::Auth(AuthMechanism::parse(&required("AUTH", arg, "mechanism")?)),
         "PBSZ" => C::Pbsz(parse_u64("PBSZ", &required("PBSZ", arg, "buffer size")?)?),
-        "PROT" => C::Prot(required("PROT", arg, "protection level")?.trim().to_ascii_uppercase()),
+        "PROT" => C::Prot(ProtLevel::parse(&required("PROT", arg, "protection level")?)),
         "CCC" => C::Ccc,
         "AVBL" => C::Avbl(arg.filter(|a| !a.is_empty())),
         "CLNT" => C::Clnt(arg.unwrap_or_default()),
@@ -402,6 +539,40 @@ fn parse_verb(verb: &str, arg: Option<String>) -> Result<Command, ParseError> {
         }
         other => return Err(ParseError::Unknown(other.chars().take(32).collect())),
     })
+}
+
+/// OPTS's argument: `MLST` and `HASH` take the rest of the line after one
+/// space as their value; `UTF8` and `UTF-8` look at the next word only.
+fn parse_opts(arg: &str) -> Result<OptsArg, ParseError> {
+    let trimmed = arg.trim();
+    let (option, value) = trimmed.split_once(' ').unwrap_or((trimmed, ""));
+    if option.eq_ignore_ascii_case("MLST") {
+        let wanted: Vec<&str> = value.split(';').map(str::trim).filter(|f| !f.is_empty()).collect();
+        let facts = MLSX_FACTS.iter().copied().filter(|f| wanted.iter().any(|w| w.eq_ignore_ascii_case(f))).collect();
+        return Ok(OptsArg::Mlst(facts));
+    }
+    if option.eq_ignore_ascii_case("HASH") {
+        let name = value.trim();
+        return Ok(OptsArg::Hash((!name.is_empty()).then(|| name.to_string())));
+    }
+    let mut words = arg.split_whitespace();
+    let option = words.next().unwrap_or_default();
+    if option.eq_ignore_ascii_case("UTF8") || option.eq_ignore_ascii_case("UTF-8") {
+        return match words.next() {
+            None => Ok(OptsArg::Utf8(true)),
+            Some(on) if on.eq_ignore_ascii_case("ON") => Ok(OptsArg::Utf8(true)),
+            Some(off) if off.eq_ignore_ascii_case("OFF") => Ok(OptsArg::Utf8(false)),
+            Some(other) => {
+                Err(unsupported("OPTS", format!("UTF8 {:?} is not supported; UTF8 is always on", clip(other))))
+            }
+        };
+    }
+    Err(bad("OPTS", format!("option not understood: {:?}", clip(arg))))
+}
+
+/// At most 64 characters of `text`, to quote it in an error message.
+fn clip(text: &str) -> &str {
+    text.char_indices().nth(64).map_or(text, |(i, _)| &text[..i])
 }
 
 fn parse_type(arg: &str) -> Result<TransferType, ParseError> {
@@ -520,6 +691,119 @@ mod tests {
         assert_eq!(p("HOST [::1]").unwrap(), Command::Host("[::1]".into()));
         assert_eq!(p("HOST a/b").unwrap_err().reply_code(), 501);
         assert_eq!(p("CLNT lftp 4.9").unwrap(), Command::Clnt("lftp 4.9".into()));
+    }
+
+    #[test]
+    fn auth_mechanisms() {
+        assert_eq!(p("AUTH TLS").unwrap(), Command::Auth(AuthMechanism::Tls));
+        assert_eq!(p("auth tls").unwrap(), Command::Auth(AuthMechanism::Tls));
+        assert_eq!(p("AUTH  Tls-C ").unwrap(), Command::Auth(AuthMechanism::TlsC));
+        assert_eq!(p("AUTH ssl").unwrap(), Command::Auth(AuthMechanism::Ssl));
+        assert_eq!(p("AUTH tls-p").unwrap(), Command::Auth(AuthMechanism::TlsP));
+        // Other mechanisms reach the server, which answers 502, 503 or 504.
+        assert_eq!(p("AUTH gssapi").unwrap(), Command::Auth(AuthMechanism::Other("GSSAPI".into())));
+        assert_eq!(p("AUTH TLS X").unwrap(), Command::Auth(AuthMechanism::Other("TLS X".into())));
+        assert_eq!(p("AUTH TLS1.2").unwrap(), Command::Auth(AuthMechanism::Other("TLS1.2".into())));
+        assert_eq!(p("AUTH").unwrap_err().reply_code(), 501);
+        assert_eq!(p("AUTH ").unwrap_err().reply_code(), 501);
+        assert_eq!(p("AUTH   ").unwrap_err().reply_code(), 501);
+        assert_eq!(Command::parse(b"AUTH T\xffLS").unwrap_err().reply_code(), 501);
+        for m in [AuthMechanism::Tls, AuthMechanism::TlsC, AuthMechanism::Ssl, AuthMechanism::TlsP] {
+            assert_eq!(p(&format!("AUTH {m}")).unwrap(), Command::Auth(m));
+        }
+    }
+
+    #[test]
+    fn prot_levels() {
+        assert_eq!(p("PROT C").unwrap(), Command::Prot(ProtLevel::Clear));
+        assert_eq!(p("prot s").unwrap(), Command::Prot(ProtLevel::Safe));
+        assert_eq!(p("PROT e").unwrap(), Command::Prot(ProtLevel::Confidential));
+        assert_eq!(p("PROT  p ").unwrap(), Command::Prot(ProtLevel::Private));
+        // Unknown levels reach the server, which answers 503 or 504.
+        assert_eq!(p("PROT x").unwrap(), Command::Prot(ProtLevel::Unknown("X".into())));
+        assert_eq!(p("PROT P P").unwrap(), Command::Prot(ProtLevel::Unknown("P P".into())));
+        assert_eq!(p("PROT Private").unwrap(), Command::Prot(ProtLevel::Unknown("PRIVATE".into())));
+        assert_eq!(p("PROT").unwrap_err().reply_code(), 501);
+        assert_eq!(p("PROT  ").unwrap_err().reply_code(), 501);
+        assert_eq!(Command::parse(b"PROT \0").unwrap_err().reply_code(), 501);
+        for level in [ProtLevel::Clear, ProtLevel::Safe, ProtLevel::Confidential, ProtLevel::Private] {
+            assert_eq!(p(&format!("PROT {level}")).unwrap(), Command::Prot(level));
+        }
+    }
+
+    #[test]
+    fn opts_mlst() {
+        let mlst = |facts: &[&'static str]| Command::Opts(OptsArg::Mlst(facts.to_vec()));
+        // The server's order, each fact once, unknown facts dropped.
+        assert_eq!(p("OPTS MLST size;Type;bogus;").unwrap(), mlst(&["type", "size"]));
+        assert_eq!(p("opts mlst unix.MODE; size ;size;;").unwrap(), mlst(&["size", "UNIX.mode"]));
+        assert_eq!(p("OPTS MLST type;size;modify;perm;unique;UNIX.mode;").unwrap(), mlst(&MLSX_FACTS));
+        // An empty list is allowed (RFC 3659 7.9).
+        assert_eq!(p("OPTS MLST").unwrap(), mlst(&[]));
+        assert_eq!(p("OPTS MLST ").unwrap(), mlst(&[]));
+        assert_eq!(p("OPTS MLST bogus;").unwrap(), mlst(&[]));
+        // The list follows the first space; spaces around a fact are ignored,
+        // but a tab is no separator.
+        assert_eq!(p("OPTS MLST  size;").unwrap(), mlst(&["size"]));
+        assert_eq!(p("OPTS MLST size; type;").unwrap(), mlst(&["type", "size"]));
+        assert_eq!(p("OPTS MLST\tsize;").unwrap_err().reply_code(), 501);
+    }
+
+    #[test]
+    fn opts_hash() {
+        assert_eq!(p("OPTS HASH").unwrap(), Command::Opts(OptsArg::Hash(None)));
+        assert_eq!(p("OPTS hash   ").unwrap(), Command::Opts(OptsArg::Hash(None)));
+        assert_eq!(p("OPTS HASH sha-512").unwrap(), Command::Opts(OptsArg::Hash(Some("sha-512".into()))));
+        assert_eq!(p("OPTS HASH  whirlpool ").unwrap(), Command::Opts(OptsArg::Hash(Some("whirlpool".into()))));
+        // The server looks the name up, so a name with a space is its to refuse.
+        assert_eq!(p("OPTS HASH SHA 1").unwrap(), Command::Opts(OptsArg::Hash(Some("SHA 1".into()))));
+        assert_eq!(p("OPTS HASH\tSHA-1").unwrap_err().reply_code(), 501);
+    }
+
+    #[test]
+    fn opts_utf8() {
+        for on in ["OPTS UTF8 ON", "opts utf8 on", "OPTS UTF8", "OPTS UTF-8 ON", "OPTS utf-8", "OPTS  UTF8\tON  "] {
+            assert_eq!(p(on).unwrap(), Command::Opts(OptsArg::Utf8(true)), "{on}");
+        }
+        // Only the first word after the option counts, as before.
+        assert_eq!(p("OPTS UTF8 ON NLST").unwrap(), Command::Opts(OptsArg::Utf8(true)));
+        assert_eq!(p("OPTS UTF8 OFF").unwrap(), Command::Opts(OptsArg::Utf8(false)));
+        assert_eq!(p("OPTS utf-8 off").unwrap(), Command::Opts(OptsArg::Utf8(false)));
+        // Any other value: 504, as UTF8 OFF gets from the server.
+        for bad in ["OPTS UTF8 NLST", "OPTS UTF8 1", "OPTS UTF-8 YES"] {
+            assert_eq!(p(bad).unwrap_err().reply_code(), 504, "{bad}");
+        }
+        assert_eq!(p("OPTS UTF16 ON").unwrap_err().reply_code(), 501);
+    }
+
+    #[test]
+    fn opts_refused() {
+        assert_eq!(p("OPTS").unwrap_err().reply_code(), 501);
+        assert_eq!(p("OPTS  ").unwrap_err().reply_code(), 501);
+        assert_eq!(p("OPTS FROB").unwrap_err().reply_code(), 501);
+        assert_eq!(p("OPTS MLSTX size;").unwrap_err().reply_code(), 501);
+        assert_eq!(p("OPTS HASHES").unwrap_err().reply_code(), 501);
+        assert_eq!(p("OPTS RETR x").unwrap_err().reply_code(), 501);
+        let e = p("OPTS FROB").unwrap_err();
+        assert_eq!(e.to_string(), "OPTS: option not understood: \"FROB\".");
+        // A long argument is quoted in part.
+        let long = format!("OPTS {}", "x".repeat(1000));
+        assert!(p(&long).unwrap_err().to_string().len() < 100);
+    }
+
+    #[test]
+    fn opts_canonical_form_round_trips() {
+        for arg in [
+            OptsArg::Mlst(vec![]),
+            OptsArg::Mlst(vec!["type", "UNIX.mode"]),
+            OptsArg::Mlst(MLSX_FACTS.to_vec()),
+            OptsArg::Hash(None),
+            OptsArg::Hash(Some("SHA-256".into())),
+            OptsArg::Utf8(true),
+            OptsArg::Utf8(false),
+        ] {
+            assert_eq!(p(&format!("OPTS {arg}")).unwrap(), Command::Opts(arg));
+        }
     }
 
     #[test]

@@ -21,6 +21,6 @@ pub mod line;
 pub mod listing;
 pub mod reply;
 
-pub use command::{Command, ParseError, Password, SiteCommand, TransferType};
+pub use command::{AuthMechanism, Command, OptsArg, ParseError, Password, ProtLevel, SiteCommand, TransferType};
 pub use line::{LineDecoder, LineEvent};
 pub use reply::{code, Reply};

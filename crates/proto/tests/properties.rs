@@ -13,7 +13,8 @@ use ferroftp_proto::hostport::{
     pasv_reply_text,
 };
 use ferroftp_proto::line::MAX_LINE;
-use ferroftp_proto::{Command, LineDecoder, LineEvent, Reply};
+use ferroftp_proto::listing::MLSX_FACTS;
+use ferroftp_proto::{AuthMechanism, Command, LineDecoder, LineEvent, OptsArg, ProtLevel, Reply};
 use proptest::prelude::*;
 
 const IAC: u8 = 255;
@@ -165,6 +166,243 @@ proptest! {
         let expected = SocketAddr::new(addr.ip(), addr.port());
         let eprt = format!("EPRT {}", format_eprt(addr));
         prop_assert_eq!(Command::parse(eprt.as_bytes()), Ok(Command::Eprt(expected)));
+    }
+}
+
+// ------------------------------------------- AUTH, PROT and OPTS arguments
+
+/// Some white space: none, spaces, a tab, or Unicode white space (which
+/// `str::trim` and `split_whitespace` count, and a split on ' ' does not).
+fn blank() -> impl Strategy<Value = String> {
+    prop::sample::select(vec!["", "", " ", "  ", "\t", " \t ", "\u{3000}", "\u{a0}"]).prop_map(String::from)
+}
+
+/// `word` in a random mix of upper and lower case.
+fn any_case(word: &'static str) -> impl Strategy<Value = String> {
+    prop::collection::vec(any::<bool>(), word.len()).prop_map(move |upper| {
+        word.chars().zip(upper).map(|(c, u)| if u { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() }).collect()
+    })
+}
+
+/// What follows OPTS's option: mostly the one space it splits on.
+fn separator() -> impl Strategy<Value = String> {
+    prop_oneof![Just(" ".to_string()), blank()]
+}
+
+/// One word of an argument: a name the parsers know, in any case, or not.
+fn word() -> impl Strategy<Value = String> {
+    let known = ["MLST", "HASH", "UTF8", "UTF-8", "ON", "OFF", "TLS", "TLS-C", "TLS-P", "SSL", "C", "S", "E", "P"];
+    prop_oneof![
+        3 => prop::sample::select(known.to_vec()).prop_flat_map(any_case),
+        1 => prop::sample::select(MLSX_FACTS.to_vec()).prop_flat_map(any_case),
+        1 => "[A-Za-z0-9.;-]{0,10}",
+    ]
+}
+
+/// An MLST fact list: known and unknown facts, `;` separated, with blanks.
+fn fact_list() -> impl Strategy<Value = String> {
+    let fact = prop_oneof![
+        3 => prop::sample::select(MLSX_FACTS.to_vec()).prop_flat_map(any_case),
+        1 => "[A-Za-z.]{0,8}",
+    ];
+    prop::collection::vec((fact, blank(), any::<bool>()), 0..10).prop_map(|facts| {
+        facts.into_iter().map(|(f, b, semi)| format!("{b}{f}{b}{}", if semi { ";" } else { "" })).collect()
+    })
+}
+
+/// Words with blanks between them; `sep` after the first (OPTS splits
+/// its option from the value there).
+fn words() -> impl Strategy<Value = String> {
+    (blank(), prop::collection::vec((word(), blank()), 0..4), separator()).prop_map(|(lead, words, sep)| {
+        let mut arg = lead;
+        for (i, (w, b)) in words.into_iter().enumerate() {
+            arg.push_str(&w);
+            arg.push_str(if i == 0 { &sep } else { &b });
+        }
+        arg
+    })
+}
+
+/// An argument for AUTH, PROT or OPTS: words the parsers look for with
+/// blanks between them, an OPTS option with a fact list or more words, or
+/// anything at all.
+fn security_arg() -> impl Strategy<Value = String> {
+    let option = prop::sample::select(vec!["MLST", "HASH", "UTF8", "UTF-8"]).prop_flat_map(any_case);
+    prop_oneof![
+        3 => words(),
+        3 => (option, separator(), prop_oneof![fact_list(), words()])
+            .prop_map(|(o, sep, value)| format!("{o}{sep}{value}")),
+        1 => (any_case("MLST"), separator(), fact_list()).prop_map(|(o, sep, facts)| format!("{o}{sep}{facts}")),
+        1 => any::<String>(),
+        1 => wire_bytes(64).prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+    ]
+}
+
+/// What OPTS did before its parsing moved into proto, as the server saw
+/// it: a fact selection, a HASH query or name to look up, or a reply code.
+#[derive(Debug, PartialEq)]
+enum OptsOutcome {
+    Mlst(Vec<&'static str>),
+    HashQuery,
+    HashSelect(String),
+    Code(u16),
+}
+
+/// The model: `OPTS` in the server's `opts()` (status.rs at 77eff41),
+/// after the parser's check for a missing argument.
+fn model_opts(arg: &str) -> OptsOutcome {
+    if arg.trim().is_empty() || arg.contains('\0') {
+        return OptsOutcome::Code(501);
+    }
+    let (option, value) = arg.trim().split_once(' ').unwrap_or((arg.trim(), ""));
+    if option.eq_ignore_ascii_case("MLST") {
+        let wanted: Vec<&str> = value.split(';').map(str::trim).filter(|f| !f.is_empty()).collect();
+        return OptsOutcome::Mlst(
+            MLSX_FACTS.iter().copied().filter(|f| wanted.iter().any(|w| w.eq_ignore_ascii_case(f))).collect(),
+        );
+    }
+    if option.eq_ignore_ascii_case("HASH") {
+        let value = value.trim();
+        return if value.is_empty() { OptsOutcome::HashQuery } else { OptsOutcome::HashSelect(value.to_string()) };
+    }
+    let mut words = arg.split_whitespace();
+    match (words.next().map(str::to_ascii_uppercase).as_deref(), words.next().map(str::to_ascii_uppercase).as_deref()) {
+        (Some("UTF8" | "UTF-8"), Some("ON") | None) => OptsOutcome::Code(200),
+        (Some("UTF8" | "UTF-8"), Some(_)) => OptsOutcome::Code(504),
+        _ => OptsOutcome::Code(501),
+    }
+}
+
+/// What the server now makes of `OPTS arg`.
+fn parsed_opts(arg: &str) -> Result<OptsOutcome, TestCaseError> {
+    Ok(match Command::parse(format!("OPTS {arg}").as_bytes()) {
+        Ok(Command::Opts(OptsArg::Mlst(facts))) => OptsOutcome::Mlst(facts),
+        Ok(Command::Opts(OptsArg::Hash(None))) => OptsOutcome::HashQuery,
+        Ok(Command::Opts(OptsArg::Hash(Some(name)))) => OptsOutcome::HashSelect(name),
+        // The server's answers to UTF8 ON and OFF.
+        Ok(Command::Opts(OptsArg::Utf8(on))) => OptsOutcome::Code(if on { 200 } else { 504 }),
+        Err(e) => OptsOutcome::Code(e.reply_code()),
+        Ok(other) => return Err(TestCaseError::fail(format!("OPTS {arg:?} parsed as {other:?}"))),
+    })
+}
+
+/// The text a known verb's typed argument is written back as, if the verb
+/// is one of these three.
+fn canonical(cmd: &Command) -> Option<String> {
+    match cmd {
+        Command::Auth(m) => Some(format!("AUTH {m}")),
+        Command::Prot(level) => Some(format!("PROT {level}")),
+        Command::Opts(arg) => Some(format!("OPTS {arg}")),
+        _ => None,
+    }
+}
+
+/// A mechanism or level name the parsers do not know.
+fn other_name(known: &'static [&'static str]) -> impl Strategy<Value = String> {
+    "[A-Z0-9_.-]{1,12}( [A-Z0-9]{1,4})?".prop_filter("a known name", move |n| !known.contains(&n.as_str()))
+}
+
+const MECHANISMS: &[&str] = &["TLS", "TLS-C", "SSL", "TLS-P"];
+const LEVELS: &[&str] = &["C", "S", "E", "P"];
+
+fn mechanism() -> impl Strategy<Value = AuthMechanism> {
+    prop_oneof![
+        Just(AuthMechanism::Tls),
+        Just(AuthMechanism::TlsC),
+        Just(AuthMechanism::Ssl),
+        Just(AuthMechanism::TlsP),
+        other_name(MECHANISMS).prop_map(AuthMechanism::Other),
+    ]
+}
+
+fn level() -> impl Strategy<Value = ProtLevel> {
+    prop_oneof![
+        Just(ProtLevel::Clear),
+        Just(ProtLevel::Safe),
+        Just(ProtLevel::Confidential),
+        Just(ProtLevel::Private),
+        other_name(LEVELS).prop_map(ProtLevel::Unknown),
+    ]
+}
+
+fn opts_arg() -> impl Strategy<Value = OptsArg> {
+    prop_oneof![
+        prop::sample::subsequence(MLSX_FACTS.to_vec(), 0..=MLSX_FACTS.len()).prop_map(OptsArg::Mlst),
+        Just(OptsArg::Hash(None)),
+        "[A-Za-z0-9-]{1,8}( [A-Za-z0-9-]{1,8})?".prop_map(|n| OptsArg::Hash(Some(n))),
+        any::<bool>().prop_map(OptsArg::Utf8),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(1000))]
+
+    #[test]
+    fn security_args_never_panic(arg in security_arg(), lower in any::<bool>()) {
+        for verb in ["AUTH", "PROT", "OPTS"] {
+            let verb = if lower { verb.to_ascii_lowercase() } else { verb.to_string() };
+            check_parse(format!("{verb} {arg}").as_bytes())?;
+        }
+    }
+
+    #[test]
+    fn opts_answers_as_before(arg in security_arg()) {
+        prop_assert_eq!(parsed_opts(&arg)?, model_opts(&arg), "OPTS {:?}", arg);
+    }
+
+    #[test]
+    fn auth_and_prot_carry_what_the_server_matched_before(arg in security_arg()) {
+        // Before, the server got the argument trimmed and in upper case and
+        // matched it against these names.
+        let old = arg.trim().to_ascii_uppercase();
+        let refused = old.is_empty() || old.contains('\0');
+        match Command::parse(format!("AUTH {arg}").as_bytes()) {
+            Ok(Command::Auth(m)) => {
+                prop_assert!(!refused);
+                prop_assert_eq!(m.name(), old.as_str());
+                prop_assert_eq!(matches!(m, AuthMechanism::Other(_)), !MECHANISMS.contains(&old.as_str()));
+            }
+            Ok(other) => prop_assert!(false, "AUTH {:?} parsed as {:?}", arg, other),
+            Err(e) => prop_assert!(refused && e.reply_code() == 501, "AUTH {:?}: {:?}", arg, e),
+        }
+        match Command::parse(format!("PROT {arg}").as_bytes()) {
+            Ok(Command::Prot(level)) => {
+                prop_assert!(!refused);
+                prop_assert_eq!(level.code(), old.as_str());
+                prop_assert_eq!(matches!(level, ProtLevel::Unknown(_)), !LEVELS.contains(&old.as_str()));
+            }
+            Ok(other) => prop_assert!(false, "PROT {:?} parsed as {:?}", arg, other),
+            Err(e) => prop_assert!(refused && e.reply_code() == 501, "PROT {:?}: {:?}", arg, e),
+        }
+    }
+
+    #[test]
+    fn typed_arguments_round_trip(m in mechanism(), level in level(), arg in opts_arg(), lower in any::<bool>()) {
+        let lines = [
+            (format!("AUTH {m}"), Command::Auth(m)),
+            (format!("PROT {level}"), Command::Prot(level)),
+            (format!("OPTS {arg}"), Command::Opts(arg)),
+        ];
+        for (line, expected) in lines {
+            // Case counts in a HASH name only (the server looks it up).
+            let keeps_case = matches!(expected, Command::Opts(OptsArg::Hash(Some(_))));
+            let line = if lower && !keeps_case { line.to_ascii_lowercase() } else { line };
+            prop_assert_eq!(Command::parse(line.as_bytes()), Ok(expected), "{:?}", line);
+        }
+    }
+
+    #[test]
+    fn parsed_arguments_parse_again_the_same(arg in security_arg(), line in command_line()) {
+        // Whatever AUTH, PROT or OPTS accepted, its canonical form is
+        // accepted as the same value.
+        let lines = ["AUTH", "PROT", "OPTS"].map(|verb| format!("{verb} {arg}").into_bytes());
+        for line in lines.iter().chain([&line]) {
+            if let Ok(cmd) = Command::parse(line) {
+                if let Some(text) = canonical(&cmd) {
+                    prop_assert_eq!(Command::parse(text.as_bytes()), Ok(cmd), "{:?} -> {:?}", line, text);
+                }
+            }
+        }
     }
 }
 

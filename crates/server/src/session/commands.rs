@@ -122,7 +122,7 @@ impl Session {
             Command::Syst => reply(code::SYSTEM_TYPE, "UNIX Type: L8"),
             Command::Help(arg) => self.help(arg.as_deref()),
             Command::Feat => self.feat(),
-            Command::Opts(arg) => self.opts(&arg),
+            Command::Opts(arg) => self.opts(arg),
             Command::Stat(arg) => self.stat(arg.as_deref()).await,
             Command::Type(t) => {
                 self.transfer_type = t;

@@ -2,7 +2,7 @@
 //! listing, or transfer progress), HELP, FEAT and OPTS.
 
 use ferroftp_proto::command::{syntax_of, COMMANDS};
-use ferroftp_proto::{code, Reply, TransferType};
+use ferroftp_proto::{code, OptsArg, Reply, TransferType};
 
 use super::{Action, LoginState, Session};
 use crate::hashing::HashAlgorithm;
@@ -95,22 +95,15 @@ impl Session {
         lines
     }
 
-    pub(super) fn opts(&mut self, arg: &str) -> Action {
-        let (option, value) = arg.trim().split_once(' ').unwrap_or((arg.trim(), ""));
-        if option.eq_ignore_ascii_case("MLST") {
-            // Unknown facts are dropped; an empty list is allowed (RFC 3659 7.9).
-            let wanted: Vec<&str> = value.split(';').map(str::trim).filter(|f| !f.is_empty()).collect();
-            self.mlst_facts =
-                MLSX_FACTS.iter().copied().filter(|f| wanted.iter().any(|w| w.eq_ignore_ascii_case(f))).collect();
-            let shown: String = self.mlst_facts.iter().map(|f| format!("{f};")).collect();
-            return Action::Reply(Reply::new(code::OK, format!("MLST OPTS {shown}")));
-        }
-        if option.eq_ignore_ascii_case("HASH") {
-            let value = value.trim();
-            if value.is_empty() {
-                return Action::Reply(Reply::new(code::OK, self.hash.name()));
+    pub(super) fn opts(&mut self, arg: OptsArg) -> Action {
+        match arg {
+            OptsArg::Mlst(facts) => {
+                self.mlst_facts = facts;
+                let shown: String = self.mlst_facts.iter().map(|f| format!("{f};")).collect();
+                Action::Reply(Reply::new(code::OK, format!("MLST OPTS {shown}")))
             }
-            return match HashAlgorithm::parse(value) {
+            OptsArg::Hash(None) => Action::Reply(Reply::new(code::OK, self.hash.name())),
+            OptsArg::Hash(Some(name)) => match HashAlgorithm::parse(&name) {
                 Some(a) => {
                     self.hash = a;
                     Action::Reply(Reply::new(code::OK, a.name()))
@@ -119,18 +112,11 @@ impl Session {
                     code::SYNTAX_ERROR_ARGS,
                     "Unknown algorithm, current selection not changed.",
                 )),
-            };
-        }
-        let mut words = arg.split_whitespace();
-        match (
-            words.next().map(str::to_ascii_uppercase).as_deref(),
-            words.next().map(str::to_ascii_uppercase).as_deref(),
-        ) {
-            (Some("UTF8" | "UTF-8"), Some("ON") | None) => Action::Reply(Reply::new(code::OK, "Always in UTF8 mode.")),
-            (Some("UTF8" | "UTF-8"), Some(_)) => {
+            },
+            OptsArg::Utf8(true) => Action::Reply(Reply::new(code::OK, "Always in UTF8 mode.")),
+            OptsArg::Utf8(false) => {
                 Action::Reply(Reply::new(code::NOT_IMPLEMENTED_FOR_PARAMETER, "UTF8 cannot be turned off."))
             }
-            _ => Action::Reply(Reply::new(code::SYNTAX_ERROR_ARGS, format!("Option not understood: {arg:?}."))),
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use ferroftp_proto::{code, Reply};
+use ferroftp_proto::{code, AuthMechanism, ProtLevel, Reply};
 
 use super::{Action, LoginState, Session};
 use crate::transfer::DataTls;
@@ -14,7 +14,7 @@ fn reply(code: u16, text: impl Into<String>) -> Action {
 
 impl Session {
     /// AUTH TLS (also TLS-C, SSL, TLS-P): 234, then the handshake.
-    pub(super) fn auth(&mut self, mechanism: &str) -> Action {
+    pub(super) fn auth(&mut self, mechanism: &AuthMechanism) -> Action {
         let Some(tls) = self.ctx.tls.clone() else {
             return reply(code::NOT_IMPLEMENTED, "TLS is not configured on this server (tls_cert, tls_key).");
         };
@@ -22,11 +22,8 @@ impl Session {
             // After CCC too: one TLS negotiation per connection.
             return reply(code::BAD_SEQUENCE, "Already using TLS.");
         }
-        if !matches!(mechanism, "TLS" | "TLS-C" | "SSL" | "TLS-P") {
-            return reply(
-                code::NOT_IMPLEMENTED_FOR_PARAMETER,
-                format!("AUTH {mechanism} not supported; use AUTH TLS."),
-            );
+        if let AuthMechanism::Other(other) = mechanism {
+            return reply(code::NOT_IMPLEMENTED_FOR_PARAMETER, format!("AUTH {other} not supported; use AUTH TLS."));
         }
         // RFC 2228: a new security exchange means logging in again.
         if matches!(self.login, LoginState::LoggedIn(_)) {
@@ -34,7 +31,7 @@ impl Session {
         }
         self.login = LoginState::AwaitingUser;
         self.tls = Some(tls.for_connection());
-        self.protect_data = mechanism == "TLS-P";
+        self.protect_data = *mechanism == AuthMechanism::TlsP;
         Action::StartTls(Reply::new(code::AUTH_OK, format!("AUTH {mechanism} successful.")))
     }
 
@@ -48,23 +45,25 @@ impl Session {
     }
 
     /// PROT C (plain data) or P (TLS data).
-    pub(super) fn prot(&mut self, level: &str) -> Action {
+    pub(super) fn prot(&mut self, level: &ProtLevel) -> Action {
         if self.tls.is_none() || !self.pbsz {
             return reply(code::BAD_SEQUENCE, "PROT needs AUTH TLS and PBSZ first.");
         }
         match level {
-            "C" => {
+            ProtLevel::Clear => {
                 self.protect_data = false;
                 reply(code::OK, "Data connections will be plain text.")
             }
-            "P" => {
+            ProtLevel::Private => {
                 self.protect_data = true;
                 reply(code::OK, "Data connections will be protected by TLS.")
             }
-            "S" | "E" => {
+            ProtLevel::Safe | ProtLevel::Confidential => {
                 reply(code::PROTECTION_LEVEL_NOT_SUPPORTED, format!("PROT {level} not supported; use C or P."))
             }
-            other => reply(code::NOT_IMPLEMENTED_FOR_PARAMETER, format!("Unknown protection level {other:?}.")),
+            ProtLevel::Unknown(other) => {
+                reply(code::NOT_IMPLEMENTED_FOR_PARAMETER, format!("Unknown protection level {other:?}."))
+            }
         }
     }
 
