@@ -9,10 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferroftp_proto::listing::{EntryFacts, EntryKind};
+use ferroftp_server::events::Observer;
 use ferroftp_server::path::VirtualPath;
-use ferroftp_server::storage::{self, Storage, StorageError, UploadOptions, WriteMode};
-use ferroftp_server::{Config, FileConfig, Server};
+use ferroftp_server::storage::{Storage, StorageError, UploadOptions, WriteMode};
+use ferroftp_server::{Config, FileConfig};
 use tokio::io::AsyncReadExt;
+
+pub use crate::in_process::InProcessServer;
 
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -48,21 +51,19 @@ macro_rules! on_both_backends {
 }
 pub(crate) use on_both_backends;
 
-/// A running server on its own thread and runtime; stops when dropped.
+/// A running server on its own thread and runtime (see
+/// [`InProcessServer`]), with its anonymous root; stops when dropped.
 pub struct TestServer {
     pub addr: SocketAddr,
     pub backend: Backend,
+    /// The server itself; it stops when dropped, before the temporary
+    /// root below goes (fields drop in order).
+    server: InProcessServer,
     /// The temporary directory made for the anonymous root (the local
     /// backend only).
     _root: Option<tempfile::TempDir>,
     /// The anonymous root on disk as configured (the local backend only).
     root_on_disk: Option<PathBuf>,
-    /// The anonymous root's storage, as the server opened it.
-    anonymous: Option<Arc<dyn Storage>>,
-    /// The server's backend: opens users' homes and other roots.
-    storage: Arc<storage::Backend>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl TestServer {
@@ -79,6 +80,15 @@ impl TestServer {
     /// An anonymous read-write server on `backend` (a fresh temporary
     /// root, or an empty tree), the file config adjusted by `adjust`.
     pub fn start_on(backend: Backend, adjust: impl FnOnce(&mut FileConfig)) -> TestServer {
+        Self::start_observed(backend, Vec::new(), adjust)
+    }
+
+    /// As `start_on`, with `observers` registered for the server's events.
+    pub fn start_observed(
+        backend: Backend,
+        observers: Vec<Arc<dyn Observer>>,
+        adjust: impl FnOnce(&mut FileConfig),
+    ) -> TestServer {
         let root = match backend {
             Backend::Local => Some(tempfile::tempdir().unwrap()),
             Backend::Memory => None,
@@ -99,33 +109,8 @@ impl TestServer {
             Backend::Local => file.root.clone(),
             Backend::Memory => None,
         };
-        let config = Config::from_file(file).unwrap();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-            rt.block_on(async move {
-                let server = Server::bind(config).await.unwrap();
-                let ready = (server.local_addr().unwrap(), server.anonymous_storage(), server.backend());
-                ready_tx.send(ready).unwrap();
-                server
-                    .run(async move {
-                        let _ = stop_rx.await;
-                    })
-                    .await;
-            });
-        });
-        let (addr, anonymous, storage) = ready_rx.recv_timeout(TIMEOUT).unwrap();
-        TestServer {
-            addr,
-            backend,
-            _root: root,
-            root_on_disk,
-            anonymous,
-            storage,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        }
+        let server = InProcessServer::start(Config::from_file(file).unwrap(), observers);
+        TestServer { addr: server.addr, backend, server, _root: root, root_on_disk }
     }
 
     /// The anonymous root on disk: for tests of the local backend only.
@@ -144,21 +129,21 @@ impl TestServer {
 
     /// The anonymous root, through the storage trait.
     pub fn files(&self) -> Files {
-        let storage = self.anonymous.clone().expect("anonymous login is off: the server has no anonymous root");
+        let storage = self.server.anonymous.clone().expect("anonymous login is off: the server has no anonymous root");
         Files { storage, disk: self.root_on_disk.clone() }
     }
 
     /// The home a user whose users-file entry says `home` gets, as its
     /// sessions see it (in memory, the subtree there, made on demand).
     pub fn home(&self, home: &Path) -> Files {
-        let storage = self.storage.open_home(home).unwrap_or_else(|e| panic!("home {}: {e}", home.display()));
+        let storage = self.server.backend.open_home(home).unwrap_or_else(|e| panic!("home {}: {e}", home.display()));
         Files { storage, disk: self.on_disk(home) }
     }
 
     /// A root (a mount, a virtual host's root) at `path`, as the server
     /// opens it.
     pub fn root_at(&self, path: &Path) -> Files {
-        let storage = self.storage.open_root(path).unwrap_or_else(|e| panic!("root {}: {e}", path.display()));
+        let storage = self.server.backend.open_root(path).unwrap_or_else(|e| panic!("root {}: {e}", path.display()));
         Files { storage, disk: self.on_disk(path) }
     }
 
@@ -176,17 +161,6 @@ impl TestServer {
         c.ok("USER anonymous", 331);
         c.ok("PASS me@example.org", 230);
         c
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
