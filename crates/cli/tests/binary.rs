@@ -229,18 +229,10 @@ fn a_low_open_files_limit_is_raised_named_and_survived() {
         root.path().display(),
         config.display()
     );
-    let mut child =
-        Command::new("sh").args(["-c", &script]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    let port: u16 = line
-        .split("listening on 127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"));
-    let mut server = common::Running(child);
+    let mut command = Command::new("sh");
+    command.args(["-c", &script]).stderr(Stdio::piped());
+    let (mut server, ports) = common::start(command, &[common::LISTENING]);
+    let port = ports[0];
     // More connections than descriptors: the first are greeted, the rest
     // wait in the listen queue.
     let mut held: Vec<TcpStream> = (0..80).map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
