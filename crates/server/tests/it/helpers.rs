@@ -3,21 +3,28 @@
 
 use std::future::Future;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::mem::MaybeUninit;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ferroftp_proto::listing::{EntryFacts, EntryKind};
 use ferroftp_server::events::Observer;
 use ferroftp_server::path::VirtualPath;
 use ferroftp_server::storage::{Storage, StorageError, UploadOptions, WriteMode};
 use ferroftp_server::{Config, FileConfig};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::fs::inotify::{self, ReadFlags, WatchFlags};
 use tokio::io::AsyncReadExt;
 
 pub use crate::in_process::InProcessServer;
 
 pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The pause between two looks of [`poll_until`].
+const POLL_PAUSE: Duration = Duration::from_millis(10);
 
 /// The storage a test server serves from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -456,6 +463,75 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
+/// Looks at `done` until it holds, for at most [`TIMEOUT`], with a short
+/// pause between looks. Only for what no event announces (the server says
+/// how far a transfer has come only when asked, and a place it gives back
+/// after closing a connection shows only when tried): each caller says
+/// why.
+pub fn poll_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !done() {
+        assert!(Instant::now() < deadline, "still not so after {TIMEOUT:?}: {what}");
+        std::thread::sleep(POLL_PAUSE);
+    }
+}
+
+/// Changes on disk as inotify reports them, so a test waits for the change
+/// itself instead of looking again and again.
+pub struct DiskWatch {
+    inotify: OwnedFd,
+    /// Every kind of event reported so far.
+    seen: ReadFlags,
+}
+
+impl DiskWatch {
+    /// Watches `path`, a file (until it goes) or a directory (and the
+    /// files in it), for `events`.
+    pub fn new(path: &Path, events: WatchFlags) -> DiskWatch {
+        let inotify = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK).unwrap();
+        inotify::add_watch(&inotify, path, events).unwrap_or_else(|e| panic!("watching {}: {e}", path.display()));
+        DiskWatch { inotify, seen: ReadFlags::empty() }
+    }
+
+    /// Waits (at most [`TIMEOUT`]) until `done` holds: it is looked at now
+    /// and again after each event reported.
+    pub fn wait_until(&mut self, what: &str, mut done: impl FnMut() -> bool) {
+        self.wait(what, |_| done());
+    }
+
+    /// Waits (at most [`TIMEOUT`]) for an event of a kind in `events`.
+    pub fn wait_for(&mut self, what: &str, events: ReadFlags) {
+        self.wait(what, |seen| seen.intersects(events));
+    }
+
+    /// Waits until `done` holds for the kinds of events seen so far.
+    fn wait(&mut self, what: &str, mut done: impl FnMut(ReadFlags) -> bool) {
+        let deadline = Instant::now() + TIMEOUT;
+        while !done(self.seen) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no change on disk after {TIMEOUT:?}: {what}");
+            let mut fds = [PollFd::new(&self.inotify, PollFlags::IN)];
+            match poll(&mut fds, Some(&Timespec::try_from(left).unwrap())) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => self.take_events(),
+                Err(e) => panic!("waiting for inotify events: {e}"),
+            }
+        }
+    }
+
+    /// Reads the events reported so far.
+    fn take_events(&mut self) {
+        let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
+        let mut reader = inotify::Reader::new(&self.inotify, &mut buf);
+        loop {
+            match reader.next() {
+                Ok(event) => self.seen |= event.events(),
+                Err(rustix::io::Errno::AGAIN) => return,
+                Err(e) => panic!("reading inotify events: {e}"),
+            }
+        }
+    }
+}
+
 pub fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
@@ -471,19 +547,16 @@ pub fn server_end_in_an_epoll(client: &TcpStream) -> bool {
     };
     let (local, remote) = (hex(client.peer_addr().unwrap()), hex(client.local_addr().unwrap()));
     // The kernel writes the table in pieces: a socket opened or closed
-    // meanwhile can shift an entry past a piece, so look again.
-    let inode: u64 = (0..20)
+    // meanwhile can shift an entry past a piece, so read it again (at
+    // once: the entry is there, only this reading missed it).
+    let inode: u64 = (0..100)
         .find_map(|_| {
             let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
-            let found = table
+            table
                 .lines()
                 .map(|l| l.split_whitespace().collect::<Vec<_>>())
                 .find(|f| f.len() > 9 && f[1] == local && f[2] == remote)
-                .map(|f| f[9].parse().unwrap());
-            found.or_else(|| {
-                std::thread::sleep(Duration::from_millis(5));
-                None
-            })
+                .map(|f| f[9].parse().unwrap())
         })
         .expect("the server's end of the connection is not in /proc/net/tcp");
     let watched = format!(" ino:{inode:x} ");
