@@ -239,6 +239,35 @@ def stop_process(p: subprocess.Popen | None) -> None:
         p.wait(5)
 
 
+class Log(list):
+    """A server's output lines, appended as they come (by spawn_server's
+    reader thread); a test can wait for a line instead of looking again and
+    again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._grown = threading.Condition()
+
+    def append(self, line: str) -> None:
+        with self._grown:
+            super().append(line)
+            self._grown.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 10.0, start: int = 0) -> str:
+        """The first line from index `start` on that contains `text`,
+        waiting for it at most `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._grown:
+            while True:
+                for line in self[start:]:
+                    if text in line:
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    pytest.fail(f"no line with {text!r} within {timeout}s; output:\n" + "\n".join(self[-200:]))
+                self._grown.wait(left)
+
+
 @dataclasses.dataclass
 class FtpServer:
     root: Path
@@ -246,7 +275,7 @@ class FtpServer:
     proc: subprocess.Popen | None = None
     host: str = HOST
     port: int = 0
-    log: list[str] = dataclasses.field(default_factory=list)
+    log: Log = dataclasses.field(default_factory=Log)
 
     def start(self) -> "FtpServer":
         if not FERROFTP_BIN.exists():
@@ -414,6 +443,10 @@ def workdir(tmp_path) -> Path:
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.05) -> bool:
+    """Looks at `predicate` until it holds (bounded). Only for what nothing
+    announces, such as how far a transfer has come (the server tells that
+    only when asked, with STAT); a line the server prints is waited for with
+    Log.wait_for."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -3,16 +3,20 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use common::{serve, BIN};
 
+/// The bound on every wait.
+const WAIT: Duration = Duration::from_secs(20);
+
 fn converse(port: u16, input: &[u8]) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
     s.write_all(input).unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
@@ -162,7 +166,7 @@ fn get_of_a_missing_file_exits_1_and_leaves_no_file() {
 }
 
 /// Reads one reply line (single-line replies only) from a control stream.
-fn reply_line(r: &mut impl std::io::BufRead) -> String {
+fn reply_line(r: &mut impl BufRead) -> String {
     let mut line = String::new();
     r.read_line(&mut line).unwrap();
     line
@@ -170,13 +174,12 @@ fn reply_line(r: &mut impl std::io::BufRead) -> String {
 
 #[test]
 fn a_killed_server_never_leaves_a_replaced_file_half_written() {
-    use std::io::BufReader;
     let root = tempfile::tempdir().unwrap();
     let good: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(root.path().join("important.db"), &good).unwrap();
     let (mut server, port) = serve(&["--root", root.path().to_str().unwrap(), "--anonymous-write"]);
     let control = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    control.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    control.set_read_timeout(Some(WAIT)).unwrap();
     let mut w = control.try_clone().unwrap();
     let mut r = BufReader::new(control);
     assert!(reply_line(&mut r).starts_with("220"));
@@ -191,15 +194,19 @@ fn a_killed_server_never_leaves_a_replaced_file_half_written() {
     w.write_all(b"STOR important.db\r\n").unwrap();
     assert!(reply_line(&mut r).starts_with("150"));
     data.write_all(&vec![0xAB; 500_000]).unwrap();
-    // Wait until the server has written what we sent, then kill it hard.
-    loop {
+    // Wait until the server has taken what we sent, then kill it hard.
+    // Polled: the server tells how far an upload has come only when asked
+    // (STAT); no event marks it.
+    let mut stat = String::new();
+    for _ in 0..2000 {
         w.write_all(b"STAT\r\n").unwrap();
-        let stat = reply_line(&mut r);
+        stat = reply_line(&mut r);
         if stat.contains("500000 bytes") {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+    assert!(stat.contains("500000 bytes"), "the upload never reached 500000 bytes: {stat}");
     server.0.kill().unwrap(); // SIGKILL
     server.0.wait().unwrap();
     drop(data);
@@ -210,6 +217,78 @@ fn a_killed_server_never_leaves_a_replaced_file_half_written() {
     let out = converse(port, b"USER ftp\r\nPASS x\r\nSIZE important.db\r\nSTAT /\r\nQUIT\r\n");
     assert!(out.contains("213 2000000"), "{out}");
     assert!(!out.contains(".ferroftp-upload-"), "{out}");
+}
+
+/// The lines a process writes to a pipe, read on a thread of their own
+/// as they come.
+struct Lines {
+    incoming: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Lines {
+    fn of(pipe: impl Read + Send + 'static) -> Lines {
+        let (tx, incoming) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines { incoming, seen: Vec::new() }
+    }
+
+    /// Waits (bounded) for a line that contains `text`.
+    fn wait_for(&mut self, text: &str) {
+        let deadline = Instant::now() + WAIT;
+        while !self.seen.iter().any(|l| l.contains(text)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.incoming.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(e) => panic!("no line with {text:?} ({e}); got:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    /// Every line, once the writer has closed the pipe (bounded).
+    fn all(mut self) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.incoming.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return self.seen.join("\n"),
+                Err(e) => panic!("the pipe stayed open ({e}); got:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+}
+
+/// Connections waiting in the accept queue of the listener on
+/// 127.0.0.1:`port`: a listening socket's rx_queue in /proc/net/tcp.
+fn waiting_to_be_accepted(port: u16) -> usize {
+    let local = format!("0100007F:{port:04X}");
+    // The kernel writes the table in pieces: a socket opened or closed
+    // meanwhile can shift an entry past a piece, so look again.
+    (0..100)
+        .find_map(|_| {
+            let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+            table.lines().map(|l| l.split_whitespace().collect::<Vec<_>>()).find_map(|f| {
+                let listening = f.len() > 4 && f[1] == local && f[3] == "0A";
+                listening.then(|| usize::from_str_radix(f[4].split_once(':').unwrap().1, 16).unwrap())
+            })
+        })
+        .expect("the listener is not in /proc/net/tcp")
+}
+
+/// Reads a connection's first bytes (bounded): the 220 greeting.
+fn assert_greeted(s: &mut TcpStream) {
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"220"), "{:?}", String::from_utf8_lossy(&buf[..n]));
 }
 
 /// Under a low open-files limit the server raises its soft limit to the
@@ -229,43 +308,31 @@ fn a_low_open_files_limit_is_raised_named_and_survived() {
         root.path().display(),
         config.display()
     );
-    let mut child =
-        Command::new("sh").args(["-c", &script]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    let port: u16 = line
-        .split("listening on 127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"));
-    let mut server = common::Running(child);
-    // More connections than descriptors: the first are greeted, the rest
-    // wait in the listen queue.
+    let mut command = Command::new("sh");
+    command.args(["-c", &script]).stderr(Stdio::piped());
+    let (mut server, ports) = common::start(command, &[common::LISTENING]);
+    let port = ports[0];
+    let mut log = Lines::of(server.0.stderr.take().unwrap());
+    // More connections than descriptors: the server greets what it can,
+    // runs out (and says so), and the rest wait in the listen queue. No
+    // session ends meanwhile, so the queue stays as it is.
     let mut held: Vec<TcpStream> = (0..80).map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(800));
-    let greeted = held
-        .iter_mut()
-        .map(|s| {
-            s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-            let mut buf = [0u8; 64];
-            matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"220"))
-        })
-        .filter(|greeted| *greeted)
-        .count();
-    assert!((1..80).contains(&greeted), "{greeted} of 80 greeted under a limit of 64");
+    log.wait_for("out of file descriptors");
+    let waiting = waiting_to_be_accepted(port);
+    assert!((1..80).contains(&waiting), "{waiting} of 80 connections wait under a limit of 64");
+    let greeted = 80 - waiting;
+    held[..greeted].iter_mut().for_each(assert_greeted);
+    // A session that ends gives its descriptor to the first connection
+    // waiting: the server kept trying to accept.
+    drop(held.remove(0));
+    assert_greeted(&mut held[greeted - 1]);
     drop(held);
     // Sessions ended: new connections are greeted again.
     let mut fresh = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    fresh.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut buf = [0u8; 64];
-    let n = fresh.read(&mut buf).unwrap();
-    assert!(buf[..n].starts_with(b"220"), "{:?}", String::from_utf8_lossy(&buf[..n]));
+    assert_greeted(&mut fresh);
     drop(fresh);
     let _ = server.0.kill();
-    let mut log = String::new();
-    server.0.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    let log = log.all();
     assert!(log.contains("open-files limit raised from 40 to 64"), "{log}");
     assert!(log.contains("max_clients = 2000 can need 8064 open files"), "{log}");
     assert!(log.contains("Raise the limit (ulimit -n, or LimitNOFILE= in a systemd unit)"), "{log}");

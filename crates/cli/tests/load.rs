@@ -6,8 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferroftp_client::{Client, DataMode, FtpUrl};
-use ferroftp_server::{Config, FileConfig, Server};
+use ferroftp_server::{Config, FileConfig};
 use sha2::{Digest, Sha256};
+
+// The in-process server the server's own integration tests run.
+#[path = "../../server/tests/support/in_process.rs"]
+mod in_process;
+
+use in_process::InProcessServer;
 
 const SESSIONS: usize = 500;
 const FILE_SIZE: usize = 64 * 1024;
@@ -42,7 +48,8 @@ async fn one_session(url: FtpUrl, i: usize) -> Result<(), String> {
 
 #[test]
 fn five_hundred_concurrent_sessions_upload_and_download_without_error() {
-    // Clients and server share this process: about 4 descriptors a session.
+    // Clients and server share this process (each on a runtime of its
+    // own): about 4 descriptors a session.
     let _ = rlimit::increase_nofile_limit(8 * SESSIONS as u64 + 256);
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir(root.path().join("load")).unwrap();
@@ -55,14 +62,10 @@ fn five_hundred_concurrent_sessions_upload_and_download_without_error() {
         ..Default::default()
     })
     .unwrap();
+    let server = InProcessServer::start(config, Vec::new());
+    let url = FtpUrl::parse(&format!("ftp://{}/", server.addr)).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let errors: Vec<String> = runtime.block_on(async move {
-        let server = Server::bind(config).await.unwrap();
-        let url = FtpUrl::parse(&format!("ftp://{}/", server.local_addr().unwrap())).unwrap();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server_task = tokio::spawn(server.run(async move {
-            let _ = stop_rx.await;
-        }));
         // Every session is under way at once.
         let start = Arc::new(tokio::sync::Barrier::new(SESSIONS));
         let tasks: Vec<_> = (0..SESSIONS)
@@ -86,11 +89,9 @@ fn five_hundred_concurrent_sessions_upload_and_download_without_error() {
             }
             errors
         };
-        let errors = tokio::time::timeout(Duration::from_secs(300), run).await.expect("the load test ran out of time");
-        let _ = stop_tx.send(());
-        let _ = server_task.await;
-        errors
+        tokio::time::timeout(Duration::from_secs(300), run).await.expect("the load test ran out of time")
     });
+    drop(server);
     assert!(errors.is_empty(), "{} of {SESSIONS} sessions failed, first: {:?}", errors.len(), errors.first());
     // And every file landed whole on disk.
     for i in 0..SESSIONS {

@@ -1,5 +1,6 @@
 //! Helpers shared by the binary's tests: run `ferroftp serve` on a free
-//! port and stop it when dropped.
+//! port and stop it when dropped. The ports come from its start-up lines
+//! on stdout, read in one place ([`start`]).
 
 #![allow(dead_code)] // each test binary uses a different subset
 
@@ -8,6 +9,11 @@ use std::io::BufReader;
 use std::process::{Child, Command, Stdio};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ferroftp");
+
+/// What `serve` prints before the control port.
+pub const LISTENING: &str = "listening on 127.0.0.1:";
+/// What `serve` prints before the implicit-FTPS port.
+pub const IMPLICIT_LISTENING: &str = "implicit FTPS listening on 127.0.0.1:";
 
 pub struct Running(pub Child);
 
@@ -18,26 +24,37 @@ impl Drop for Running {
     }
 }
 
+/// Starts `command` (`ferroftp serve` on 127.0.0.1 port 0, or a shell
+/// that execs one) with its stdout piped, and reads what it prints at
+/// start until each of `markers` is followed by a port; returns the
+/// process and those ports, in the order of `markers`.
+pub fn start(mut command: Command, markers: &[&str]) -> (Running, Vec<u16>) {
+    let mut child = Running(command.stdout(Stdio::piped()).spawn().unwrap());
+    let mut out = BufReader::new(child.0.stdout.take().unwrap());
+    let mut text = String::new();
+    loop {
+        let ports: Option<Vec<u16>> = markers.iter().map(|marker| port_after(&text, marker)).collect();
+        if let Some(ports) = ports {
+            return (child, ports);
+        }
+        let n = out.read_line(&mut text).unwrap();
+        assert!(n > 0, "the server ended before naming its ports {markers:?}: {text:?}");
+    }
+}
+
+/// The port after the first `marker` in `text`, once its line is whole.
+fn port_after(text: &str, marker: &str) -> Option<u16> {
+    let rest = text.split(marker).nth(1)?;
+    let (port, _) = rest.split_once(|c: char| c.is_whitespace())?;
+    Some(port.parse().unwrap_or_else(|_| panic!("no port after {marker:?} in {text:?}")))
+}
+
 /// Starts `ferroftp serve ARGS` on a free port; returns it and the port.
 pub fn serve(args: &[&str]) -> (Running, u16) {
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let port = line
-        .split("listening on 127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"));
-    (Running(child), port)
+    let mut command = Command::new(BIN);
+    command.arg("serve").args(["--listen", "127.0.0.1:0"]).args(args).stderr(Stdio::null());
+    let (server, ports) = start(command, &[LISTENING]);
+    (server, ports[0])
 }
 
 /// Starts an FTPS server (explicit and implicit) with a fresh self-signed
@@ -49,7 +66,8 @@ pub fn serve_tls(root: &std::path::Path, certs: &std::path::Path) -> (Running, u
         .output()
         .unwrap();
     assert!(out.status.success());
-    let mut child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .args(["serve", "--listen", "127.0.0.1:0", "--implicit-tls-listen", "127.0.0.1:0", "--anonymous-write"])
         .args([
             "--root",
@@ -59,23 +77,8 @@ pub fn serve_tls(root: &std::path::Path, certs: &std::path::Path) -> (Running, u
             "--tls-key",
             key.to_str().unwrap(),
         ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut text = String::new();
-    for _ in 0..3 {
-        out.read_line(&mut text).unwrap();
-    }
-    let port_after = |marker: &str| -> u16 {
-        text.split(marker)
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no {marker:?} in {text:?}"))
-    };
-    let explicit = port_after("listening on 127.0.0.1:");
-    let implicit = port_after("implicit FTPS listening on 127.0.0.1:");
-    (Running(child), explicit, implicit)
+        .stderr(Stdio::null());
+    // The control line comes first, so LISTENING finds its port.
+    let (server, ports) = start(command, &[LISTENING, IMPLICIT_LISTENING]);
+    (server, ports[0], ports[1])
 }

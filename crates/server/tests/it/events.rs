@@ -1,11 +1,10 @@
 //! The event stream: what an observer registered on the server is told.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use ferroftp_server::events::{DataFailure, DataMode, Direction, Event, FileOp, LoginRefused, Observer};
-use ferroftp_server::{Config, FileConfig, Server};
+use ferroftp_server::FileConfig;
 
 use crate::helpers::*;
 
@@ -39,34 +38,22 @@ impl Recorder {
     }
 }
 
-/// A server on `root` with a recorder registered; stops with the runtime.
-fn start(
-    root: &std::path::Path,
-    adjust: impl FnOnce(&mut FileConfig),
-) -> (SocketAddr, Arc<Recorder>, tokio::runtime::Runtime) {
-    let mut file = FileConfig {
-        listen: Some("127.0.0.1:0".into()),
-        root: Some(root.to_path_buf()),
-        anonymous_write: Some(true),
-        login_failure_delay_ms: Some(1),
-        ..Default::default()
-    };
-    adjust(&mut file);
+/// A server with a recorder registered, `f` in its root holding `contents`.
+fn start(contents: &[u8], adjust: impl FnOnce(&mut FileConfig)) -> (TestServer, Arc<Recorder>) {
     let recorder = Arc::new(Recorder::default());
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let server = runtime.block_on(Server::bind(Config::from_file(file).unwrap())).unwrap();
-    let server = server.with_observer(recorder.clone());
-    let addr = server.local_addr().unwrap();
-    runtime.spawn(server.run(std::future::pending()));
-    (addr, recorder, runtime)
+    let observer: Arc<dyn Observer> = recorder.clone();
+    let server = TestServer::start_observed(Backend::Local, vec![observer], |f| {
+        f.login_failure_delay_ms = Some(1);
+        adjust(f);
+    });
+    std::fs::write(server.path("f"), contents).unwrap();
+    (server, recorder)
 }
 
 #[test]
 fn logins_transfers_file_changes_and_logouts_are_observed() {
-    let root = tempfile::tempdir().unwrap();
-    std::fs::write(root.path().join("f"), b"0123456789").unwrap();
-    let (addr, seen, _runtime) = start(root.path(), |_| {});
-    let mut c = Ctl::connect(addr);
+    let (server, seen) = start(b"0123456789", |_| {});
+    let mut c = server.connect();
     c.ok("USER anonymous", 331);
     c.ok("PASS me@example.org", 230);
     let peer = c.stream.local_addr().unwrap();
@@ -126,15 +113,13 @@ fn logins_transfers_file_changes_and_logouts_are_observed() {
 
 #[test]
 fn refusals_bans_and_data_connection_failures_are_observed() {
-    let root = tempfile::tempdir().unwrap();
-    std::fs::write(root.path().join("f"), b"x").unwrap();
-    let (addr, seen, _runtime) = start(root.path(), |f| {
+    let (server, seen) = start(b"x", |f| {
         f.anonymous = Some(false);
         f.ban_failures = Some(2);
         f.max_login_failures = Some(5);
         f.data_timeout = Some(1);
     });
-    let mut c = Ctl::connect(addr);
+    let mut c = server.connect();
     c.ok("USER anonymous", 331);
     c.ok("PASS x", 530);
     c.ok("USER nobody", 331);
@@ -151,10 +136,8 @@ fn refusals_bans_and_data_connection_failures_are_observed() {
     assert!(banned.1 > Duration::ZERO);
 
     // A passive port nobody connects to: the cause probe would name.
-    let root = tempfile::tempdir().unwrap();
-    std::fs::write(root.path().join("f"), b"x").unwrap();
-    let (addr, seen, _runtime) = start(root.path(), |f| f.data_timeout = Some(1));
-    let mut c = Ctl::connect(addr);
+    let (server, seen) = start(b"x", |f| f.data_timeout = Some(1));
+    let mut c = server.connect();
     c.ok("USER anonymous", 331);
     c.ok("PASS me@example.org", 230);
     c.pasv();

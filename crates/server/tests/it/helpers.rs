@@ -3,18 +3,28 @@
 
 use std::future::Future;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::mem::MaybeUninit;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ferroftp_proto::listing::{EntryFacts, EntryKind};
+use ferroftp_server::events::Observer;
 use ferroftp_server::path::VirtualPath;
-use ferroftp_server::storage::{self, Storage, StorageError, UploadOptions, WriteMode};
-use ferroftp_server::{Config, FileConfig, Server};
+use ferroftp_server::storage::{Storage, StorageError, UploadOptions, WriteMode};
+use ferroftp_server::{Config, FileConfig};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::fs::inotify::{self, ReadFlags, WatchFlags};
 use tokio::io::AsyncReadExt;
 
+pub use crate::in_process::InProcessServer;
+
 pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The pause between two looks of [`poll_until`].
+const POLL_PAUSE: Duration = Duration::from_millis(10);
 
 /// The storage a test server serves from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,21 +58,19 @@ macro_rules! on_both_backends {
 }
 pub(crate) use on_both_backends;
 
-/// A running server on its own thread and runtime; stops when dropped.
+/// A running server on its own thread and runtime (see
+/// [`InProcessServer`]), with its anonymous root; stops when dropped.
 pub struct TestServer {
     pub addr: SocketAddr,
     pub backend: Backend,
+    /// The server itself; it stops when dropped, before the temporary
+    /// root below goes (fields drop in order).
+    server: InProcessServer,
     /// The temporary directory made for the anonymous root (the local
     /// backend only).
     _root: Option<tempfile::TempDir>,
     /// The anonymous root on disk as configured (the local backend only).
     root_on_disk: Option<PathBuf>,
-    /// The anonymous root's storage, as the server opened it.
-    anonymous: Option<Arc<dyn Storage>>,
-    /// The server's backend: opens users' homes and other roots.
-    storage: Arc<storage::Backend>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl TestServer {
@@ -79,6 +87,15 @@ impl TestServer {
     /// An anonymous read-write server on `backend` (a fresh temporary
     /// root, or an empty tree), the file config adjusted by `adjust`.
     pub fn start_on(backend: Backend, adjust: impl FnOnce(&mut FileConfig)) -> TestServer {
+        Self::start_observed(backend, Vec::new(), adjust)
+    }
+
+    /// As `start_on`, with `observers` registered for the server's events.
+    pub fn start_observed(
+        backend: Backend,
+        observers: Vec<Arc<dyn Observer>>,
+        adjust: impl FnOnce(&mut FileConfig),
+    ) -> TestServer {
         let root = match backend {
             Backend::Local => Some(tempfile::tempdir().unwrap()),
             Backend::Memory => None,
@@ -99,33 +116,8 @@ impl TestServer {
             Backend::Local => file.root.clone(),
             Backend::Memory => None,
         };
-        let config = Config::from_file(file).unwrap();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-            rt.block_on(async move {
-                let server = Server::bind(config).await.unwrap();
-                let ready = (server.local_addr().unwrap(), server.anonymous_storage(), server.backend());
-                ready_tx.send(ready).unwrap();
-                server
-                    .run(async move {
-                        let _ = stop_rx.await;
-                    })
-                    .await;
-            });
-        });
-        let (addr, anonymous, storage) = ready_rx.recv_timeout(TIMEOUT).unwrap();
-        TestServer {
-            addr,
-            backend,
-            _root: root,
-            root_on_disk,
-            anonymous,
-            storage,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        }
+        let server = InProcessServer::start(Config::from_file(file).unwrap(), observers);
+        TestServer { addr: server.addr, backend, server, _root: root, root_on_disk }
     }
 
     /// The anonymous root on disk: for tests of the local backend only.
@@ -144,21 +136,21 @@ impl TestServer {
 
     /// The anonymous root, through the storage trait.
     pub fn files(&self) -> Files {
-        let storage = self.anonymous.clone().expect("anonymous login is off: the server has no anonymous root");
+        let storage = self.server.anonymous.clone().expect("anonymous login is off: the server has no anonymous root");
         Files { storage, disk: self.root_on_disk.clone() }
     }
 
     /// The home a user whose users-file entry says `home` gets, as its
     /// sessions see it (in memory, the subtree there, made on demand).
     pub fn home(&self, home: &Path) -> Files {
-        let storage = self.storage.open_home(home).unwrap_or_else(|e| panic!("home {}: {e}", home.display()));
+        let storage = self.server.backend.open_home(home).unwrap_or_else(|e| panic!("home {}: {e}", home.display()));
         Files { storage, disk: self.on_disk(home) }
     }
 
     /// A root (a mount, a virtual host's root) at `path`, as the server
     /// opens it.
     pub fn root_at(&self, path: &Path) -> Files {
-        let storage = self.storage.open_root(path).unwrap_or_else(|e| panic!("root {}: {e}", path.display()));
+        let storage = self.server.backend.open_root(path).unwrap_or_else(|e| panic!("root {}: {e}", path.display()));
         Files { storage, disk: self.on_disk(path) }
     }
 
@@ -176,17 +168,6 @@ impl TestServer {
         c.ok("USER anonymous", 331);
         c.ok("PASS me@example.org", 230);
         c
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -482,6 +463,75 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
+/// Looks at `done` until it holds, for at most [`TIMEOUT`], with a short
+/// pause between looks. Only for what no event announces (the server says
+/// how far a transfer has come only when asked, and a place it gives back
+/// after closing a connection shows only when tried): each caller says
+/// why.
+pub fn poll_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !done() {
+        assert!(Instant::now() < deadline, "still not so after {TIMEOUT:?}: {what}");
+        std::thread::sleep(POLL_PAUSE);
+    }
+}
+
+/// Changes on disk as inotify reports them, so a test waits for the change
+/// itself instead of looking again and again.
+pub struct DiskWatch {
+    inotify: OwnedFd,
+    /// Every kind of event reported so far.
+    seen: ReadFlags,
+}
+
+impl DiskWatch {
+    /// Watches `path`, a file (until it goes) or a directory (and the
+    /// files in it), for `events`.
+    pub fn new(path: &Path, events: WatchFlags) -> DiskWatch {
+        let inotify = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK).unwrap();
+        inotify::add_watch(&inotify, path, events).unwrap_or_else(|e| panic!("watching {}: {e}", path.display()));
+        DiskWatch { inotify, seen: ReadFlags::empty() }
+    }
+
+    /// Waits (at most [`TIMEOUT`]) until `done` holds: it is looked at now
+    /// and again after each event reported.
+    pub fn wait_until(&mut self, what: &str, mut done: impl FnMut() -> bool) {
+        self.wait(what, |_| done());
+    }
+
+    /// Waits (at most [`TIMEOUT`]) for an event of a kind in `events`.
+    pub fn wait_for(&mut self, what: &str, events: ReadFlags) {
+        self.wait(what, |seen| seen.intersects(events));
+    }
+
+    /// Waits until `done` holds for the kinds of events seen so far.
+    fn wait(&mut self, what: &str, mut done: impl FnMut(ReadFlags) -> bool) {
+        let deadline = Instant::now() + TIMEOUT;
+        while !done(self.seen) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no change on disk after {TIMEOUT:?}: {what}");
+            let mut fds = [PollFd::new(&self.inotify, PollFlags::IN)];
+            match poll(&mut fds, Some(&Timespec::try_from(left).unwrap())) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => self.take_events(),
+                Err(e) => panic!("waiting for inotify events: {e}"),
+            }
+        }
+    }
+
+    /// Reads the events reported so far.
+    fn take_events(&mut self) {
+        let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
+        let mut reader = inotify::Reader::new(&self.inotify, &mut buf);
+        loop {
+            match reader.next() {
+                Ok(event) => self.seen |= event.events(),
+                Err(rustix::io::Errno::AGAIN) => return,
+                Err(e) => panic!("reading inotify events: {e}"),
+            }
+        }
+    }
+}
+
 pub fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
@@ -497,19 +547,16 @@ pub fn server_end_in_an_epoll(client: &TcpStream) -> bool {
     };
     let (local, remote) = (hex(client.peer_addr().unwrap()), hex(client.local_addr().unwrap()));
     // The kernel writes the table in pieces: a socket opened or closed
-    // meanwhile can shift an entry past a piece, so look again.
-    let inode: u64 = (0..20)
+    // meanwhile can shift an entry past a piece, so read it again (at
+    // once: the entry is there, only this reading missed it).
+    let inode: u64 = (0..100)
         .find_map(|_| {
             let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
-            let found = table
+            table
                 .lines()
                 .map(|l| l.split_whitespace().collect::<Vec<_>>())
                 .find(|f| f.len() > 9 && f[1] == local && f[2] == remote)
-                .map(|f| f[9].parse().unwrap());
-            found.or_else(|| {
-                std::thread::sleep(Duration::from_millis(5));
-                None
-            })
+                .map(|f| f[9].parse().unwrap())
         })
         .expect("the server's end of the connection is not in /proc/net/tcp");
     let watched = format!(" ino:{inode:x} ");

@@ -36,17 +36,10 @@ fn a_full_server_answers_421_at_connect(backend: Backend) {
     let (_c, line) = greeting_from(&server, "127.0.0.1");
     assert!(line.starts_with("421 Too many users (2)"), "{line}");
     drop(a);
-    // The freed place is taken by the next client (the server notices the
-    // closed connection on its own time, so allow it a moment).
-    let mut last = String::new();
-    for _ in 0..200 {
-        last = greeting_from(&server, "127.0.0.1").1;
-        if last.starts_with("220") {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    panic!("no place freed: {last}");
+    // The freed place is taken by the next client. Polled: the server
+    // gives the place back only after it has closed the connection, so
+    // nothing a client sees marks the moment; trying to connect shows it.
+    poll_until("a place is freed for the next client", || greeting_from(&server, "127.0.0.1").1.starts_with("220"));
 }
 
 fn connections_per_ip_are_limited(backend: Backend) {
@@ -60,15 +53,16 @@ fn connections_per_ip_are_limited(backend: Backend) {
 
 fn not_logging_in_in_time_closes_the_connection(backend: Backend) {
     let server = TestServer::start_on(backend, |f| f.login_timeout = Some(1));
+    // Logged in first, so its login deadline comes before the other's.
+    let mut d = server.login();
     let mut c = server.connect();
     c.ok("USER ftp", 331);
     let (code, text) = c.reply();
     assert_eq!(code, 421, "{text}");
     assert!(text.contains("not logged in in time"), "{text}");
     assert_eq!(c.read_to_end(), "");
-    // Logged-in sessions are not affected.
-    let mut d = server.login();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Logged-in sessions are not affected: the 421 above says the logged-in
+    // session's login deadline has passed too.
     d.ok("NOOP", 200);
 }
 
@@ -85,11 +79,19 @@ fn rein_starts_the_login_clock_again(backend: Backend) {
 
 fn activity_moves_the_idle_deadline(backend: Backend) {
     // The timer is moved lazily: when it fires early it must re-arm, not
-    // close a session that was busy.
-    let server = TestServer::start_on(backend, |f| f.idle_timeout = Some(2));
+    // close a session that was busy. The server tells the time itself: a
+    // connection that does not log in is closed one login timeout (half
+    // the idle timeout) after it came, so each NOOP comes half an idle
+    // timeout after the one before, and the timer fires early three times.
+    let server = TestServer::start_on(backend, |f| {
+        f.idle_timeout = Some(2);
+        f.login_timeout = Some(1);
+    });
     let mut c = server.login();
     for _ in 0..3 {
-        std::thread::sleep(std::time::Duration::from_millis(1200));
+        let mut tick = server.connect();
+        let (code, text) = tick.reply();
+        assert!(code == 421 && text.contains("not logged in in time"), "{text}");
         c.ok("NOOP", 200);
     }
     let (code, text) = c.reply();

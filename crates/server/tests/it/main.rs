@@ -10,6 +10,8 @@ mod events;
 mod extensions;
 mod faults;
 mod helpers;
+#[path = "../support/in_process.rs"]
+mod in_process;
 mod limits;
 mod permissions;
 mod robustness;

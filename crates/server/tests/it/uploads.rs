@@ -8,6 +8,8 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
+use rustix::fs::inotify::{ReadFlags, WatchFlags};
+
 use crate::helpers::*;
 
 /// Starts `STOR name` and sends `bytes` without finishing the upload.
@@ -23,32 +25,25 @@ fn start_upload(c: &mut Ctl, name: &str, bytes: &[u8]) -> TcpStream {
 }
 
 /// Waits until the server has received `len` bytes of the upload (STAT
-/// shows the progress), so what follows hits a transfer in flight.
+/// shows the progress), so what follows hits a transfer in flight. Polled:
+/// the server tells how far a transfer has come only when asked.
 fn wait_for_progress(c: &mut Ctl, len: usize) {
-    for _ in 0..500 {
+    let progress = format!(", {len} bytes transferred");
+    poll_until(&format!("the upload reaches {len} bytes"), || {
         let (code, text) = c.cmd("STAT");
         assert_eq!(code, 213, "{text}");
-        if text.contains(&format!(", {len} bytes transferred")) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("the upload never reached {len} bytes");
+        text.contains(&progress)
+    });
 }
 
-/// The file's contents once they settle at `expected` (writes reach the
-/// disk from tokio's blocking pool a moment after STAT counts them), or
-/// what it holds after a bounded wait (`None`: no file).
-fn settled(files: &Files, rel: &str, expected: &[u8]) -> Option<Vec<u8>> {
-    let mut now = files.read(rel);
-    for _ in 0..500 {
-        if now.as_deref() == Some(expected) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-        now = files.read(rel);
-    }
-    now
+/// Waits until the server has taken the `sent` bytes of the upload and,
+/// if a thread streams it, until the thread has given it back to the
+/// runtime for want of more (the data connection is in the runtime's epoll
+/// again): the client has paused as far as the server is concerned.
+/// Polled: neither is announced.
+fn wait_until_the_pause_is_seen(c: &mut Ctl, data: &TcpStream, sent: usize) {
+    wait_for_progress(c, sent);
+    poll_until("the streaming thread gives the upload back", || server_end_in_an_epoll(data));
 }
 
 on_both_backends!(
@@ -168,17 +163,15 @@ fn replacing_a_big_file_lets_the_old_one_go() {
     let server = TestServer::start();
     let path = server.path("big");
     std::fs::write(&path, random_bytes(9 << 20, 1)).unwrap();
+    // The old file's inode goes (inotify says so) once nothing holds it.
+    let mut old_file = DiskWatch::new(&path, WatchFlags::DELETE_SELF);
     let mut c = server.login();
     c.ok("TYPE I", 200);
     let new = random_bytes((9 << 20) + 3, 2);
     c.upload(Mode::Pasv, "STOR big", &new);
     assert!(read(&path) == new, "stored bytes differ");
-    let mut waited = 0;
-    while held_after_replace(&path) > 0 {
-        assert!(waited < 1000, "the replaced file is still open");
-        std::thread::sleep(Duration::from_millis(10));
-        waited += 1;
-    }
+    old_file.wait_for("the replaced file is let go", ReadFlags::DELETE_SELF);
+    assert_eq!(held_after_replace(&path), 0, "the replaced file is still open");
     server.files().assert_holds_only("", &["big"]);
 }
 
@@ -192,7 +185,8 @@ fn partial_new_uploads_are_kept_for_resume_by_default(backend: Backend) {
     c.send("ABOR");
     assert_eq!(c.reply().0, 426);
     assert_eq!(c.reply().0, 226);
-    let kept = settled(&files, "new.bin", &body[..80_000]);
+    // The partial file is settled before the 426.
+    let kept = files.read("new.bin");
     assert!(
         kept.as_deref() == Some(&body[..80_000]),
         "the partial file is not what arrived: {:?} bytes",
@@ -228,7 +222,7 @@ fn partial_uploads_can_be_deleted(backend: Backend) {
     c.send("ABOR");
     assert_eq!(c.reply().0, 426);
     assert_eq!(c.reply().0, 226);
-    assert_eq!(settled(&files, "log", b"kept more").as_deref(), Some(&b"kept more"[..]));
+    assert_eq!(files.read("log").as_deref(), Some(&b"kept more"[..]));
     files.assert_holds_only("", &["log"]);
 }
 
@@ -266,8 +260,13 @@ fn without_atomic_uploads_stor_writes_in_place(backend: Backend) {
     let _data = start_upload(&mut c, "f", b"new");
     wait_for_progress(&mut c, 3);
     match backend {
+        // The bytes reach the file from tokio's blocking pool a moment
+        // after STAT counts them: wait for the change on disk.
         Backend::Local => {
-            assert_eq!(settled(&files, "f", b"new").as_deref(), Some(&b"new"[..]), "written in place while running")
+            let mut watch = DiskWatch::new(&files.disk_path("f").unwrap(), WatchFlags::MODIFY);
+            watch.wait_until("the upload is written in place while running", || {
+                files.read("f").as_deref() == Some(&b"new"[..])
+            });
         }
         // The memory backend gathers an upload apart and lands it when it
         // ends, whatever atomic_uploads says (storage/memory.rs).
@@ -278,7 +277,7 @@ fn without_atomic_uploads_stor_writes_in_place(backend: Backend) {
     c.send("ABOR");
     assert_eq!(c.reply().0, 426);
     assert_eq!(c.reply().0, 226);
-    assert_eq!(settled(&files, "f", b"new").as_deref(), Some(&b"new"[..]));
+    assert_eq!(files.read("f").as_deref(), Some(&b"new"[..]));
     files.assert_holds_only("", &["f"]);
 }
 
@@ -313,12 +312,8 @@ fn an_upload_aborted_while_streaming_leaves_the_old_file_intact(backend: Backend
     let mut c = server.login();
     let data = start_upload(&mut c, "image.iso", &[]);
     let sender = keep_sending(data);
-    for _ in 0..500 {
-        if progress(&mut c).is_some_and(|n| n > 4 << 20) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    // Polled: the server tells how far the upload has come only when asked.
+    poll_until("the upload passes 4 MiB", || progress(&mut c).is_some_and(|n| n > 4 << 20));
     c.send("ABOR");
     assert_eq!(c.reply().0, 426);
     assert_eq!(c.reply().0, 226);
@@ -339,9 +334,9 @@ fn a_big_upload_that_pauses_mid_stream_arrives_whole(backend: Backend) {
     let body = random_bytes(9 * 1024 * 1024 + 77, 31);
     let mut c = server.login();
     let mut data = start_upload(&mut c, "paused.bin", &body[..3 << 20]);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until_the_pause_is_seen(&mut c, &data, 3 << 20);
     data.write_all(&body[3 << 20..6 << 20]).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until_the_pause_is_seen(&mut c, &data, 6 << 20);
     data.write_all(&body[6 << 20..]).unwrap();
     drop(data);
     assert_eq!(c.reply().0, 226);
