@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""ferroftp under SCHED_BATCH (batch_scheduling = true) against SCHED_OTHER
-(false), across the workloads operators have, runs alternating one after
-another so both settings see the same machine.
+"""ferroftp's batch_scheduling settings side by side: true (every thread
+under SCHED_BATCH), false (SCHED_OTHER throughout) and "transfers"
+(streaming threads under SCHED_BATCH while they stream), across the
+workloads operators have, runs rotating one after another so every
+setting sees the same machine.
 
     python3 bench/sched.py [--ferroftp target/release/ferroftp] [--runs 3]
                            [--quick] [--out bench/results]
@@ -17,7 +19,7 @@ Workloads (each run starts a fresh server on 127.0.0.1 and stops it):
 - big-stor / big-retr: one 1 GiB upload and download with curl; MB/s.
 
 Writes DIR/DATE-sched.json (every run) and DIR/DATE-sched.md (medians,
-ranges and the ratio false/true per workload). Binds only 127.0.0.1; the
+ranges, and each setting's median over the best one's per workload). Binds only 127.0.0.1; the
 busy loops and every server stop with the script.
 """
 
@@ -37,9 +39,12 @@ from pathlib import Path
 HOST = "127.0.0.1"
 
 
-def start_server(binary, root, batch):
+SETTINGS = {"true": "true", "false": "false", "transfers": '"transfers"'}
+
+
+def start_server(binary, root, setting):
     config = root / "sched.toml"
-    config.write_text(f"batch_scheduling = {'true' if batch else 'false'}\nmax_clients_per_ip = 200\n")
+    config.write_text(f"batch_scheduling = {SETTINGS[setting]}\nmax_clients_per_ip = 200\n")
     proc = subprocess.Popen(
         [binary, "serve", "--listen", f"{HOST}:0", "--root", str(root / "files"), "--anonymous-write",
          "--config", str(config)],
@@ -88,11 +93,11 @@ class Busy:
             p.wait()
 
 
-def run_once(binary, workdir, batch, workload, quick):
+def run_once(binary, workdir, setting, workload, quick):
     files = workdir / "files"
     shutil.rmtree(files, ignore_errors=True)
     files.mkdir()
-    proc, port = start_server(binary, workdir, batch)
+    proc, port = start_server(binary, workdir, setting)
     duration = 4 if quick else 10
     try:
         if workload in ("mixed", "mixed + busy"):
@@ -139,17 +144,17 @@ def main():
         block = os.urandom(1 << 20)
         for _ in range(256 if args.quick else 1024):
             f.write(block)
-    results = {w: {"true": [], "false": []} for w in WORKLOADS}
+    names = list(SETTINGS)
+    results = {w: {s: [] for s in names} for w in WORKLOADS}
     try:
         for run in range(args.runs):
             for workload in WORKLOADS:
-                # Alternate which setting goes first, so neither always
-                # meets a warmer page cache.
-                order = (True, False) if run % 2 == 0 else (False, True)
-                for batch in order:
-                    figure = run_once(binary, workdir, batch, workload, args.quick)
-                    results[workload]["true" if batch else "false"].append(figure)
-                    print(f"run {run + 1} {workload:18} batch_scheduling={str(batch).lower():5} "
+                # Rotate which setting goes first, so none always meets a
+                # warmer page cache.
+                for setting in names[run % len(names):] + names[:run % len(names)]:
+                    figure = run_once(binary, workdir, setting, workload, args.quick)
+                    results[workload][setting].append(figure)
+                    print(f"run {run + 1} {workload:18} batch_scheduling={setting:9} "
                           f"{figure:10.1f} {UNITS[workload]}", flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -157,15 +162,18 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"{datetime.date.today().isoformat()}-sched"
     stem.with_suffix(".json").write_text(json.dumps(results, indent=1))
-    lines = ["# batch_scheduling: true (SCHED_BATCH) against false (SCHED_OTHER)", "",
-             f"{args.runs} runs each, alternating; {'quick' if args.quick else 'full'} runs; "
-             f"{os.cpu_count()} cores. Median (min-max).", "",
-             "| workload | unit | true | false | false / true |", "|---|---|---|---|---|"]
+    lines = ["# batch_scheduling: true, false and \"transfers\"", "",
+             f"{args.runs} runs each, rotating; {'quick' if args.quick else 'full'} runs; "
+             f"{os.cpu_count()} cores. Median (min-max), and in brackets the median over the best setting's.", "",
+             "| workload | unit | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
     for w in WORKLOADS:
-        t, f = results[w]["true"], results[w]["false"]
-        lines.append(f"| {w} | {UNITS[w]} | {statistics.median(t):.0f} ({min(t):.0f}-{max(t):.0f}) | "
-                     f"{statistics.median(f):.0f} ({min(f):.0f}-{max(f):.0f}) | "
-                     f"{statistics.median(f) / statistics.median(t):.2f} |")
+        best = max(statistics.median(results[w][s]) for s in names)
+        cells = []
+        for s in names:
+            xs = results[w][s]
+            m = statistics.median(xs)
+            cells.append(f"{m:.0f} ({min(xs):.0f}-{max(xs):.0f}) [{m / best:.2f}]")
+        lines.append(f"| {w} | {UNITS[w]} | " + " | ".join(cells) + " |")
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

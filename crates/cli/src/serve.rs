@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
-use ferroftp_server::config::StorageKind;
+use ferroftp_server::config::{BatchScheduling, StorageKind};
 use ferroftp_server::{Config, FileConfig, Server};
 
 /// Flags of `ferroftp serve`; each overrides the config file's key of the
@@ -116,7 +116,8 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     let config = Config::from_file(args.into_file_config()?).map_err(|e| e.to_string())?;
     open_files_limit(config.limits.max_clients);
     // Before the runtime: every thread it starts inherits the policy.
-    if config.batch_scheduling && !ferroftp_server::sched::use_batch_policy() {
+    ferroftp_server::sched::batch_transfers(config.batch_scheduling == BatchScheduling::Transfers);
+    if config.batch_scheduling == BatchScheduling::All && !ferroftp_server::sched::use_batch_policy() {
         tracing::info!("not under SCHED_BATCH (another policy, or refused); big transfers on this host may run slower");
     }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();

@@ -44,6 +44,28 @@ pub const DEFAULT_ACTIVE_SOURCE_PORT: u16 = 20;
 /// File-creation mask for new files and directories.
 pub const DEFAULT_UMASK: u32 = 0o022;
 
+/// `batch_scheduling` as written: a boolean or a name.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum BatchSchedulingSetting {
+    /// true: every thread; false: none.
+    Bool(bool),
+    /// "transfers".
+    Name(String),
+}
+
+/// Which of the server's threads run under SCHED_BATCH (see
+/// [`crate::sched`] and docs/CONFIG.md for what was measured).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchScheduling {
+    /// None: SCHED_OTHER throughout.
+    Off,
+    /// Threads that stream big transfers, while they do.
+    Transfers,
+    /// Every thread, set before the runtime starts.
+    All,
+}
+
 /// Where files live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StorageKind {
@@ -145,8 +167,9 @@ pub struct FileConfig {
     pub storage_capacity: Option<u64>,
     /// Threads running sessions (1-1024; default: half the cores).
     pub worker_threads: Option<usize>,
-    /// Run the server under SCHED_BATCH (default: true; see `sched`).
-    pub batch_scheduling: Option<bool>,
+    /// Which threads run under SCHED_BATCH: true (all), false (none) or
+    /// "transfers" (default: streaming threads while they stream).
+    pub batch_scheduling: Option<BatchSchedulingSetting>,
     /// What happens to a broken upload: "keep" (for resume) or "delete".
     pub partial_uploads: Option<String>,
     /// Whether PASV and EPSV are offered.
@@ -337,9 +360,9 @@ pub struct Config {
     pub storage: StorageKind,
     /// Threads running sessions (default: [`default_worker_threads`]).
     pub worker_threads: usize,
-    /// Run under SCHED_BATCH (see [`crate::sched`]); for whoever starts
-    /// the runtime.
-    pub batch_scheduling: bool,
+    /// Which threads run under SCHED_BATCH (see [`crate::sched`]); for
+    /// whoever starts the runtime.
+    pub batch_scheduling: BatchScheduling,
     /// What happens to a broken upload.
     pub partial_uploads: PartialUploads,
     /// PASV and EPSV offered.
@@ -489,7 +512,15 @@ impl Config {
                 Some(n) if !(1..=1024).contains(&n) => return Err(invalid("worker_threads", "must be 1-1024")),
                 n => n.unwrap_or_else(default_worker_threads),
             },
-            batch_scheduling: file.batch_scheduling.unwrap_or(true),
+            batch_scheduling: match file.batch_scheduling {
+                None => BatchScheduling::Transfers,
+                Some(BatchSchedulingSetting::Bool(true)) => BatchScheduling::All,
+                Some(BatchSchedulingSetting::Bool(false)) => BatchScheduling::Off,
+                Some(BatchSchedulingSetting::Name(name)) if name == "transfers" => BatchScheduling::Transfers,
+                Some(BatchSchedulingSetting::Name(other)) => {
+                    return Err(invalid("batch_scheduling", format!("{other:?} is not true, false or \"transfers\"")))
+                }
+            },
             partial_uploads: match file.partial_uploads.as_deref() {
                 None | Some("keep") => PartialUploads::Keep,
                 Some("delete") => PartialUploads::Delete,
@@ -610,7 +641,7 @@ mod tests {
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert!(c.anonymous.enabled && !c.anonymous.write);
         assert_eq!(c.idle_timeout, Duration::from_secs(300));
-        assert!(c.batch_scheduling, "SCHED_BATCH by default");
+        assert_eq!(c.batch_scheduling, BatchScheduling::Transfers, "SCHED_BATCH for streaming threads by default");
         let cores = std::thread::available_parallelism().unwrap().get();
         assert_eq!(c.worker_threads, (cores / 2).max(1), "half the cores, at least one");
         let named = Config::from_file(FileConfig { worker_threads: Some(7), ..Default::default() }).unwrap();

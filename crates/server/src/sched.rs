@@ -1,29 +1,23 @@
-//! The server's scheduling policy: SCHED_BATCH (setting
-//! `batch_scheduling`, on by default).
+//! The server's scheduling policy (setting `batch_scheduling`): which
+//! threads run under SCHED_BATCH.
 //!
 //! On one host, a big transfer runs the client and the server side by
-//! side, each on its own core. But every segment a client sends wakes the
-//! server's thread with a "sync" hint, which Linux reads as "the waker is
-//! about to sleep", and a woken thread preempts what runs. Once the two
-//! share a core they stay there, taking turns every few microseconds while
-//! the other core idles: `sched_switch` events showed curl and the
-//! streaming thread swapping every 17 us on one core, and 1 GiB STOR from
-//! curl ran at 2.1-2.4 GB/s instead of 3.9-4.3 in about half the runs
-//! (RETR: 2.0-2.9 instead of 4.2-5.8).
+//! side, each on its own core. Every segment a client sends wakes the
+//! server's thread with a "sync" hint, and a woken thread preempts what
+//! runs: once the two share a core they take turns on it while the other
+//! core idles. Under SCHED_BATCH (sched(7)) a woken thread does not
+//! preempt, and the scheduler moves work to the idle core instead.
 //!
-//! Under SCHED_BATCH (sched(7)) a woken server thread no longer preempts
-//! what runs: put on a busy core, it waits there, and the scheduler moves
-//! work to the idle core instead of letting the two take turns. The same
-//! STOR ran at 3.8-4.3 GB/s in every run. Nothing else changes: the same
-//! nice level and the same share of the CPU, and small transfers measured
-//! the same (docs/BENCHMARKS.md). On cores that other work keeps busy, a
-//! woken thread waits for the running task's slice, which could delay a
-//! reply; measured with two CPU-bound processes on both cores, small
-//! downloads went the other way (p99 0.22-0.26 ms against 3.8 ms, and
-//! twice the files a second).
+//! But a whole server under SCHED_BATCH lets even nice-19 work delay every
+//! wake-up of every session: with two nice-19 busy loops on the machine
+//! the soak's mix of commands ran at a quarter of its rate. So by default
+//! (`"transfers"`) only a thread streaming a big transfer runs under
+//! SCHED_BATCH, and only while it streams ([`batch_while_streaming`]);
+//! sessions run under SCHED_OTHER. `true` puts every thread under
+//! SCHED_BATCH, set once on the thread that starts the runtime so all
+//! inherit it ([`use_batch_policy`]); `false` leaves every thread alone.
+//! The figures are in docs/BENCHMARKS.md and docs/CONFIG.md.
 //!
-//! Set once, on the thread that starts the runtime: every thread started
-//! after it (sessions, the file pool, streaming transfers) inherits it.
 //! A server started under another policy (`chrt --idle`, a real-time
 //! one) is left under it, and so is one started with SCHED_RESET_ON_FORK
 //! (systemd's `CPUSchedulingResetOnFork=`), which would undo the policy in
@@ -32,6 +26,39 @@
 // The two calls below have no safe wrapper in the crates this project
 // uses (rustix, socket2, nix).
 #![allow(unsafe_code)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether threads that stream big transfers run under SCHED_BATCH while
+/// they do (`batch_scheduling = "transfers"`).
+static BATCH_TRANSFERS: AtomicBool = AtomicBool::new(false);
+
+/// Makes streaming threads run under SCHED_BATCH while they stream.
+pub fn batch_transfers(on: bool) {
+    BATCH_TRANSFERS.store(on, Ordering::Relaxed);
+}
+
+/// The calling thread back under SCHED_OTHER when dropped.
+#[derive(Debug)]
+pub struct BatchWhile(());
+
+impl Drop for BatchWhile {
+    fn drop(&mut self) {
+        set_policy(libc::SCHED_OTHER);
+    }
+}
+
+/// For a thread about to stream a big transfer: SCHED_BATCH until the
+/// guard is dropped, when `batch_transfers` asked for it and the thread
+/// is under SCHED_OTHER (a whole server under SCHED_BATCH, or under
+/// another policy, is left alone).
+#[must_use]
+pub fn batch_while_streaming() -> Option<BatchWhile> {
+    if !BATCH_TRANSFERS.load(Ordering::Relaxed) || policy() != Some(libc::SCHED_OTHER) {
+        return None;
+    }
+    set_policy(libc::SCHED_BATCH).then_some(BatchWhile(()))
+}
 
 /// Moves the calling thread from SCHED_OTHER to SCHED_BATCH; whether it
 /// is under SCHED_BATCH now. A thread under another policy is left as it
@@ -76,6 +103,21 @@ mod tests {
             assert!(use_batch_policy(), "a second call finds it done");
             let child = std::thread::spawn(policy).join().unwrap();
             assert_eq!(child, Some(libc::SCHED_BATCH));
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_streaming_thread_is_under_batch_only_while_it_streams() {
+        std::thread::spawn(|| {
+            assert!(set_policy(libc::SCHED_OTHER));
+            batch_transfers(true);
+            let guard = batch_while_streaming();
+            assert!(guard.is_some());
+            assert_eq!(policy(), Some(libc::SCHED_BATCH));
+            drop(guard);
+            assert_eq!(policy(), Some(libc::SCHED_OTHER));
         })
         .join()
         .unwrap();

@@ -154,6 +154,10 @@ pub(super) async fn on_thread<T: Send + 'static>(
     let cancel_on_drop = CancelOnDrop::new(cancel.clone());
     let done = tokio::task::spawn_blocking(move || {
         let _permit = permit;
+        // A woken streaming thread must not preempt the client on its core
+        // (crate::sched); only while it streams, so the pool's thread goes
+        // back as it came.
+        let _batch = crate::sched::batch_while_streaming();
         work(cancel)
     })
     .await
