@@ -322,10 +322,11 @@ def server_factory(tmp_path) -> Iterable[Callable[..., FtpServer]]:
     """Start ferroftp servers; all are stopped (terminate, then kill) at teardown."""
     servers: list[FtpServer] = []
 
-    def start(*args: str, root: Path | None = None) -> FtpServer:
+    def start(*args: str, root: Path | None = None, make_root: bool = True) -> FtpServer:
         if root is None:
             root = tmp_path / f"root{len(servers)}"
-        root.mkdir(parents=True, exist_ok=True)
+        if make_root:
+            root.mkdir(parents=True, exist_ok=True)
         srv = FtpServer(root=root, args=list(args))
         servers.append(srv)
         return srv.start()

@@ -49,25 +49,18 @@ from test_lftp import LFTP_MODES, lftp, lftp_sent, q, section
 
 
 @pytest.fixture
-def mem_server_factory(tmp_path) -> Iterable[Callable[..., FtpServer]]:
-    """Start ferroftp with --storage memory (conftest's server_factory
-    pattern, via FtpServer/spawn_server), --root naming a path that does not
-    exist. All servers are stopped at teardown."""
-    servers: list[FtpServer] = []
+def mem_server_factory(server_factory, tmp_path) -> Callable[..., FtpServer]:
+    """Start ferroftp with --storage memory (conftest's server_factory),
+    --root naming a path that does not exist unless one is given."""
+    count = iter(range(1000))
 
     def start(*args: str, root: Path | None = None) -> FtpServer:
         if root is None:
-            root = tmp_path / f"no such root {len(servers)}"
+            root = tmp_path / f"no such root {next(count)}"
             assert not root.exists()
-        srv = FtpServer(root=root, args=["--storage", "memory", *args])
-        servers.append(srv)
-        return srv.start()
+        return server_factory("--storage", "memory", *args, root=root, make_root=False)
 
-    yield start
-    for s in servers:
-        s.stop()
-    for s in servers:
-        print(f"===== ferroftp log (port {s.port}, args {s.args}) =====\n{s.dump_log()}")
+    return start
 
 
 def make_users_file(tmp_path: Path) -> tuple[Path, Path]:

@@ -24,6 +24,21 @@ fn start_upload(c: &mut Ctl, name: &str, bytes: &[u8]) -> TcpStream {
     data
 }
 
+/// APPE `name` with `bytes`, then ABOR once the server has them all
+/// (426, 226), leaving the data connection open as a client would.
+fn append_then_abort(c: &mut Ctl, name: &str, bytes: &[u8]) {
+    let pending = c.data(Mode::Pasv);
+    c.send(&format!("APPE {name}"));
+    assert_eq!(c.reply().0, 150);
+    let mut data = pending.open();
+    data.write_all(bytes).unwrap();
+    wait_for_progress(c, bytes.len());
+    c.send("ABOR");
+    assert_eq!(c.reply().0, 426);
+    assert_eq!(c.reply().0, 226);
+    drop(data);
+}
+
 /// Waits until the server has received `len` bytes of the upload (STAT
 /// shows the progress), so what follows hits a transfer in flight. Polled:
 /// the server tells how far a transfer has come only when asked.
@@ -81,15 +96,7 @@ fn an_aborted_upload_gives_its_bytes_back_to_the_memory_tree() {
     // An append is kept when broken off: the tree holds, and counts, the
     // old bytes and what arrived.
     server.files().write("log", b"kept");
-    let pending = c.data(Mode::Pasv);
-    c.send("APPE log");
-    assert_eq!(c.reply().0, 150);
-    let mut data = pending.open();
-    data.write_all(b" more").unwrap();
-    wait_for_progress(&mut c, 5);
-    c.send("ABOR");
-    assert_eq!(c.reply().0, 426);
-    assert_eq!(c.reply().0, 226);
+    append_then_abort(&mut c, "log", b" more");
     let stored = server.files().read("log").unwrap();
     let name = ferroftp_server::storage::memory::ENTRY_OVERHEAD + "log".len() as u64;
     assert_eq!(c.ok("AVBL", 213), format!("213 {}\r\n", capacity - stored.len() as u64 - name));
@@ -213,15 +220,7 @@ fn partial_uploads_can_be_deleted(backend: Backend) {
     // Appending in place is never deleted.
     files.write("log", b"kept");
     c.ok("TYPE I", 200);
-    let pending = c.data(Mode::Pasv);
-    c.send("APPE log");
-    assert_eq!(c.reply().0, 150);
-    let mut data = pending.open();
-    data.write_all(b" more").unwrap();
-    wait_for_progress(&mut c, 5);
-    c.send("ABOR");
-    assert_eq!(c.reply().0, 426);
-    assert_eq!(c.reply().0, 226);
+    append_then_abort(&mut c, "log", b" more");
     assert_eq!(files.read("log").as_deref(), Some(&b"kept more"[..]));
     files.assert_holds_only("", &["log"]);
 }
