@@ -339,3 +339,22 @@ fn a_low_open_files_limit_is_raised_named_and_survived() {
     let warnings = log.matches("out of file descriptors (open-files limit 64)").count();
     assert_eq!(warnings, 1, "one warning per 10 s, not one per retry:\n{log}");
 }
+
+/// Log lines written to a pipe or a file (journald, a log shipper,
+/// fail2ban) carry no terminal colour codes; on a terminal they may.
+#[test]
+fn log_lines_to_a_pipe_have_no_colour_codes() {
+    let root = tempfile::tempdir().unwrap();
+    let mut command = Command::new(BIN);
+    command.args(["serve", "--listen", "127.0.0.1:0", "--root", root.path().to_str().unwrap()]).stderr(Stdio::piped());
+    let (mut server, ports) = common::start(command, &[common::LISTENING]);
+    // A refused login (no users file): one log line about it, then QUIT
+    // ends the session and the server is stopped, closing its stderr.
+    let out = converse(ports[0], b"USER nobody\r\nPASS wrong\r\nQUIT\r\n");
+    assert!(out.contains("530") && out.contains("221"), "{out}");
+    let _ = server.0.kill();
+    let mut log = String::new();
+    server.0.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    assert!(log.contains("login refused") && log.contains("user=nobody"), "{log}");
+    assert!(!log.contains('\u{1b}'), "colour codes in piped log lines: {log:?}");
+}
