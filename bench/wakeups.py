@@ -9,6 +9,7 @@ BINARY is a ferroftp binary; it serves a 50 MB file from a temporary root.
 """
 import os
 import re
+import select
 import shutil
 import socket
 import subprocess
@@ -71,7 +72,19 @@ def main():
                 fields = s.read().rsplit(")", 1)[1].split()
             return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-        time.sleep(1.0)  # let the last transfers fill their buffers
+        # Measure once every download has data waiting in its client's
+        # receive buffer: from then on each transfer only waits.
+        poller = select.poll()
+        waiting = {d.fileno() for _, _, d in held}
+        for fd in waiting:
+            poller.register(fd, select.POLLIN)
+        deadline = time.monotonic() + 30
+        while waiting and time.monotonic() < deadline:
+            for fd, _ in poller.poll(1000):
+                waiting.discard(fd)
+                poller.unregister(fd)
+        if waiting:
+            raise SystemExit(f"{len(waiting)} downloads never started")
         s0, c0 = switches(), cpu()
         time.sleep(secs)
         s1, c1 = switches(), cpu()

@@ -66,6 +66,11 @@ impl VirtualPath {
         }
     }
 
+    /// Whether this path lies strictly beneath `dir`.
+    pub fn is_beneath(&self, dir: &VirtualPath) -> bool {
+        self.components.len() > dir.components.len() && self.components.starts_with(&dir.components)
+    }
+
     /// The names from the root down.
     pub fn components(&self) -> impl Iterator<Item = &str> {
         self.components.iter().map(String::as_str)

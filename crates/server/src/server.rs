@@ -166,10 +166,10 @@ impl Server {
     /// A [`ServerError`] naming what could not be set up.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
         let backend = Arc::new(Backend::new(config.storage, config.storage_thread_pool));
-        // SECURITY: memory exhaustion. An argon2id check takes 19 MiB; a
-        // thousand logins at once would take 19 GB, and the allocator keeps
-        // what it grew to (seen: 4 MiB per idle session after 64 logins at
-        // once). One check per core, whichever users file it is for.
+        // SECURITY: memory exhaustion. Each argon2id check takes a large
+        // work area, and the allocator keeps what it grew to after a burst
+        // of logins (docs/BENCHMARKS.md). One check per core, whichever
+        // users file it is for.
         let password_checks = Arc::new(tokio::sync::Semaphore::new(crate::config::cores()));
         let accounts_of = |users: &Option<Arc<UsersFile>>| {
             users.as_ref().map(|u| {

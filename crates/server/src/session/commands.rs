@@ -797,14 +797,16 @@ impl Session {
                 format!("Restart offset {offset} is past the end of the file ({size} bytes)."),
             );
         }
-        let name = path.file_name().unwrap_or("/").to_string();
+        let name = path.file_name().unwrap_or("/");
+        let preliminary = Reply::new(
+            code::OPENING_DATA,
+            format!("Opening {} mode data connection for {name} ({size} bytes).", self.mode_name()),
+        );
+        let description = format!("RETR {name}");
         self.begin_transfer(
-            Reply::new(
-                code::OPENING_DATA,
-                format!("Opening {} mode data connection for {name} ({size} bytes).", self.mode_name()),
-            ),
+            preliminary,
             Job::Send { source, ascii: self.transfer_type == TransferType::Ascii, len: Some(size - offset) },
-            Subject { direction: Direction::Download, description: format!("RETR {name}"), path },
+            Subject { direction: Direction::Download, description, path },
             "Transfer complete.".into(),
             None,
         )

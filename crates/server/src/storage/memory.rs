@@ -356,13 +356,13 @@ impl Storage for MemoryFs {
     }
 
     async fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<(), StorageError> {
+        // A directory cannot move beneath itself.
+        if to.is_beneath(from) {
+            return Err(StorageError::InvalidName);
+        }
         let (from, to) = (self.full(from), self.full(to));
         if from == to {
             return Ok(());
-        }
-        // A directory cannot move beneath itself.
-        if to.starts_with(&from) {
-            return Err(StorageError::InvalidName);
         }
         let mut tree = self.lock();
         let (to_name, to_parent) = to.split_last().ok_or(StorageError::PermissionDenied)?;

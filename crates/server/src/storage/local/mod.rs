@@ -353,9 +353,7 @@ impl Storage for LocalFs {
     async fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<(), StorageError> {
         // A directory cannot move beneath itself; said before the kernel
         // would say ENOENT or EINVAL, as every backend says it.
-        if to.components().count() > from.components().count()
-            && from.components().zip(to.components()).all(|(a, b)| a == b)
-        {
+        if to.is_beneath(from) {
             return Err(StorageError::InvalidName);
         }
         let (from, to) = (existing(from)?, new_name(to)?);

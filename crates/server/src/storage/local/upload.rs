@@ -54,7 +54,7 @@ struct Open {
     /// Flush before the commit returns (`sync_uploads`).
     sync: bool,
     /// A write ran out of space or quota: nothing may be kept.
-    discard: bool,
+    out_of_space: bool,
     settled: SettledSender,
 }
 
@@ -70,7 +70,7 @@ pub(super) struct LocalUpload {
 impl LocalUpload {
     pub(super) fn new(writer: Writer, root: Arc<Dir>, plan: Plan, keep_partial: bool, sync: bool) -> LocalUpload {
         let (tx, rx) = Settled::channel();
-        let open = Open { writer, root, plan, keep_partial, sync, discard: false, settled: tx };
+        let open = Open { writer, root, plan, keep_partial, sync, out_of_space: false, settled: tx };
         LocalUpload { open: Some(open), settled: Some(rx) }
     }
 
@@ -85,13 +85,10 @@ fn out_of_space(e: &io::Error) -> bool {
 }
 
 /// Runs `job` on the blocking pool, or here outside a runtime.
-fn on_pool<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> Option<tokio::task::JoinHandle<T>> {
+fn on_pool(job: impl FnOnce() + Send + 'static) {
     match tokio::runtime::Handle::try_current() {
-        Ok(handle) => Some(handle.spawn_blocking(job)),
-        Err(_) => {
-            job();
-            None
-        }
+        Ok(handle) => drop(handle.spawn_blocking(job)),
+        Err(_) => job(),
     }
 }
 
@@ -154,7 +151,7 @@ impl Open {
                 Ok(())
             }
             Err(e) => {
-                self.discard |= out_of_space(&e);
+                self.out_of_space |= out_of_space(&e);
                 self.abort(false);
                 Err(e)
             }
@@ -163,8 +160,8 @@ impl Open {
 
     /// Keeps or removes what arrived; see [`Upload::abort`].
     fn abort(self, discard: bool) {
-        let Open { mut writer, root, plan, keep_partial, discard: full, settled, .. } = self;
-        let keep = keep_partial && !discard && !full;
+        let Open { mut writer, root, plan, keep_partial, out_of_space, settled, .. } = self;
+        let keep = keep_partial && !discard && !out_of_space;
         // Reserved space goes back before anything is kept; the file is
         // closed (and its lock let go) before its name moves or goes.
         let _ = writer.finish(false);
@@ -205,7 +202,7 @@ impl Upload for LocalUpload {
         pending(move || {
             let open = self.open()?;
             if let Err(e) = open.writer.write_all(&batch) {
-                open.discard |= out_of_space(&e);
+                open.out_of_space |= out_of_space(&e);
                 return Err(e.into());
             }
             batch.clear();
